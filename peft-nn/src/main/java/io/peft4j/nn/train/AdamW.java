@@ -1,0 +1,139 @@
+package io.peft4j.nn.train;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.pytorch.engine.PtNDArray;
+import ai.djl.pytorch.jni.JniUtils;
+import ai.djl.training.tracker.ParameterTracker;
+import ai.djl.training.tracker.Tracker;
+import io.peft4j.nn.NoGrad;
+import io.peft4j.nn.Param;
+import io.peft4j.nn.Torch;
+
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+
+/**
+ * AdamW (decoupled weight decay, as {@code torch.optim.AdamW}) over peft4j {@link Param}s, with optional
+ * global-norm gradient clipping (Hugging Face {@code max_grad_norm}).
+ *
+ * <p>The update runs DJL's fused native kernel. State lives in each weight's manager and is created on the
+ * first update, so {@link #step} must run outside any {@code NDScope}. Gradients are zeroed after the step
+ * because libtorch accumulates them.
+ */
+public final class AdamW {
+    private final ai.djl.training.optimizer.AdamW delegate;
+    private final float maxGradNorm;
+
+    private AdamW(Builder b) {
+        Torch.engine();
+        ParameterTracker lr = b.lrTracker != null ? b.lrTracker : Tracker.fixed(b.lr);
+        this.delegate = ai.djl.training.optimizer.AdamW.builder()
+                .optLearningRateTracker(lr)
+                .optBeta1(b.beta1)
+                .optBeta2(b.beta2)
+                .optEpsilon(b.eps)
+                .optWeightDecays(b.weightDecay)
+                .build();
+        this.maxGradNorm = b.maxGradNorm;
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /**
+     * Applies one update to every parameter that requires grad and has a gradient, then zeroes gradients.
+     *
+     * @return the global L2 norm of the gradients before clipping
+     */
+    public float step(Collection<Param> params) {
+        List<Param> live = new ArrayList<>();
+        List<NDArray> grads = new ArrayList<>();
+        for (Param p : params) {
+            if (!p.requiresGrad()) {
+                continue;
+            }
+            NDArray g = p.data().getGradient();
+            live.add(p);
+            grads.add(g);
+        }
+        try (NoGrad ignored = NoGrad.enter()) {
+            float total = globalNorm(grads);
+            if (maxGradNorm > 0 && total > maxGradNorm) {
+                float coef = maxGradNorm / (total + 1e-6f);
+                for (NDArray g : grads) {
+                    g.muli(coef);
+                }
+            }
+            for (int i = 0; i < live.size(); i++) {
+                delegate.update(live.get(i).id(), live.get(i).data(), grads.get(i));
+            }
+            return total;
+        } finally {
+            for (int i = 0; i < live.size(); i++) {
+                JniUtils.zeroGrad((PtNDArray) live.get(i).data());
+                grads.get(i).close();
+            }
+        }
+    }
+
+    /** Global L2 norm of a set of gradients, computed in one pass of native reductions. */
+    static float globalNorm(List<NDArray> grads) {
+        double sum = 0;
+        for (NDArray g : grads) {
+            try (NDArray sq = g.square(); NDArray s = sq.sum()) {
+                sum += s.getFloat();
+            }
+        }
+        return (float) Math.sqrt(sum);
+    }
+
+    /** Builder for {@link AdamW}; defaults follow {@code torch.optim.AdamW} except weight decay 0 (HF Trainer). */
+    public static final class Builder {
+        private float lr = 1e-3f;
+        private ParameterTracker lrTracker;
+        private float beta1 = 0.9f;
+        private float beta2 = 0.999f;
+        private float eps = 1e-8f;
+        private float weightDecay = 0f;
+        private float maxGradNorm = 0f;
+
+        public Builder lr(float v) {
+            lr = v;
+            return this;
+        }
+
+        /** A learning-rate schedule (e.g. DJL's warm-up/linear trackers); overrides {@link #lr}. */
+        public Builder lrSchedule(ParameterTracker v) {
+            lrTracker = v;
+            return this;
+        }
+
+        public Builder betas(float b1, float b2) {
+            beta1 = b1;
+            beta2 = b2;
+            return this;
+        }
+
+        public Builder eps(float v) {
+            eps = v;
+            return this;
+        }
+
+        public Builder weightDecay(float v) {
+            weightDecay = v;
+            return this;
+        }
+
+        /** Clip gradients to this global L2 norm; 0 disables. */
+        public Builder maxGradNorm(float v) {
+            maxGradNorm = v;
+            return this;
+        }
+
+        public AdamW build() {
+            return new AdamW(this);
+        }
+    }
+}
