@@ -53,6 +53,10 @@ public final class SafetensorsFile implements AutoCloseable {
       .enable(DeserializationFeature.FAIL_ON_READING_DUP_TREE_KEY)
       .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
       .build();
+  // Reads one value out of a streaming parser; trailing-token checks would fire on the next key.
+  private static final ObjectMapper ENTRY_READER = JsonMapper.builder()
+      .enable(DeserializationFeature.FAIL_ON_READING_DUP_TREE_KEY)
+      .build();
 
   private final Path path;
   private final String label;
@@ -182,7 +186,7 @@ public final class SafetensorsFile implements AutoCloseable {
       for (JsonToken tok = p.nextToken(); tok != JsonToken.END_OBJECT; tok = p.nextToken()) {
         String key = p.currentName();
         p.nextToken();
-        JsonNode value = JSON.readTree(p);
+        JsonNode value = ENTRY_READER.readTree(p);
         if ("__metadata__".equals(key)) {
           if (seenMetadata) {
             throw new SafetensorsException(label + ": header has duplicate key '__metadata__'");
