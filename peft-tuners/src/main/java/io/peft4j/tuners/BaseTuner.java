@@ -246,6 +246,9 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
 
     /** Merges the given adapters (default: active) into the base weights, keeping them reversible. */
     public void mergeAdapter(List<String> adapterNames, boolean safeMerge) {
+        if (safeMerge) {
+            tunerLayers().values().forEach(t -> t.validateMerge(adapterNames));
+        }
         for (TunerLayer t : tunerLayers().values()) {
             t.merge(safeMerge, adapterNames);
         }
@@ -263,6 +266,9 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
      */
     public Module mergeAndUnload(boolean merge, boolean safeMerge, List<String> adapterNames) {
         Module model = model();
+        if (merge && safeMerge) {
+            tunerLayers().values().forEach(t -> t.validateMerge(adapterNames));
+        }
         if (merge) {
             // Merge everything first: a safe merge that fails must leave the model unchanged and usable.
             List<TunerLayer> done = new ArrayList<>();

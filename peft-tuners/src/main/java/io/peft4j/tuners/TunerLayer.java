@@ -32,6 +32,12 @@ public abstract class TunerLayer extends Module {
     /** Adds {@code ΔW} of the given adapters to the base weights; {@code safe} refuses non-finite results. */
     public abstract void merge(boolean safe, List<String> adapterNames);
 
+    /**
+     * Throws if merging these adapters would produce non-finite weights, without changing anything; lets a
+     * safe merge check every layer before it modifies any.
+     */
+    public void validateMerge(List<String> adapterNames) {}
+
     /** Subtracts merged adapters again, most recent first. */
     public abstract void unmerge();
 

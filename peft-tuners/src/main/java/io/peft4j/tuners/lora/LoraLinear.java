@@ -195,6 +195,21 @@ public final class LoraLinear extends TunerLayer {
         }
     }
 
+    @Override
+    public void validateMerge(List<String> adapterNames) {
+        List<String> names = adapterNames == null ? new ArrayList<>(activeAdapters()) : adapterNames;
+        NDArray w = baseLayer().param("weight").data();
+        for (String adapter : names) {
+            if (!dict("lora_A").containsKey(adapter) || mergedAdapters.contains(adapter)) {
+                continue;
+            }
+            try (NoGrad ng = NoGrad.enter(); NDScope scope = new NDScope()) {
+                scope.suppressNotUsedWarning();
+                requireFinite(w.add(deltaWeight(adapter)), adapter, "weight");
+            }
+        }
+    }
+
     private static void requireFinite(NDArray merged, String adapter, String what) {
         boolean bad = merged.isNaN().any().getBoolean() || merged.isInfinite().any().getBoolean();
         if (bad) {
