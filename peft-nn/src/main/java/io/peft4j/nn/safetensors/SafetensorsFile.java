@@ -182,7 +182,7 @@ public final class SafetensorsFile implements AutoCloseable {
       for (JsonToken tok = p.nextToken(); tok != JsonToken.END_OBJECT; tok = p.nextToken()) {
         String key = p.currentName();
         p.nextToken();
-        JsonNode value = JSON.readTree(p);
+        JsonNode value = JSON.readerFor(JsonNode.class).without(DeserializationFeature.FAIL_ON_TRAILING_TOKENS).readValue(p);
         if ("__metadata__".equals(key)) {
           if (seenMetadata) {
             throw new SafetensorsException(label + ": header has duplicate key '__metadata__'");

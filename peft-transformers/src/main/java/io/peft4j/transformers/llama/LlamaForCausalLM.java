@@ -332,7 +332,7 @@ public class LlamaForCausalLM extends PreTrainedModel {
 
         /** {@code cat(-x2, x1)} over the halves of the last axis. */
         static NDArray rotateHalf(NDArray x) {
-            long half = x.getShape().get(-1) / 2;
+            long half = x.getShape().getLastDimension() / 2;
             NDArray x1 = x.get("..., :" + half);
             NDArray x2 = x.get("..., " + half + ":");
             return x2.neg().concat(x1, -1);
