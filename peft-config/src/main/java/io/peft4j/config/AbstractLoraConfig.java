@@ -2,7 +2,6 @@ package io.peft4j.config;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.util.Arrays;
 import java.util.Collection;
 import java.util.Collections;
@@ -597,10 +596,6 @@ public abstract class AbstractLoraConfig extends PeftConfig {
 
         static JsonNode copy(JsonNode v) {
             return v == null ? null : v.deepCopy();
-        }
-
-        static ObjectNode objectOf(Map<String, ?> map) {
-            return PythonJson.MAPPER.valueToTree(map);
         }
     }
 }

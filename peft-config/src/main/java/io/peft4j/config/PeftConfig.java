@@ -104,6 +104,11 @@ public abstract class PeftConfig {
         REGISTRY.put(Objects.requireNonNull(type, "type"), Objects.requireNonNull(parser, "parser"));
     }
 
+    /** Removes the parser for {@code type} (mainly for tests); built-in types can be re-registered. */
+    public static void unregister(PeftType type) {
+        REGISTRY.remove(type);
+    }
+
     /** Peft types that {@link #fromJson} can currently load, in enum order. */
     public static Set<PeftType> supportedTypes() {
         synchronized (REGISTRY) {

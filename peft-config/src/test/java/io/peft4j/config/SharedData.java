@@ -54,6 +54,20 @@ final class SharedData {
         }
     }
 
+    /**
+     * Files for a parameterised test: JUnit rejects an empty argument source, so when the shared data is missing
+     * this yields one null, which {@link #assumePresent} turns into a skip.
+     */
+    static java.util.stream.Stream<Path> filesOrSkipMarker(String sub) {
+        Path shared = sharedDir();
+        List<Path> files = configFilesUnder(shared == null ? null : shared.resolve(sub));
+        return files.isEmpty() ? java.util.stream.Stream.of((Path) null) : files.stream();
+    }
+
+    static void assumePresent(Path file) {
+        assumeTrue(file != null, "shared test data not found (set -Dpeft4j.shared); skipping");
+    }
+
     /** Test-resource copy of an hf-reference case directory. */
     static Path resourceCase(String name) {
         try {
