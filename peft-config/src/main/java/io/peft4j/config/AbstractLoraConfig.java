@@ -401,11 +401,11 @@ public abstract class AbstractLoraConfig extends PeftConfig {
     public abstract static class LoraBuilderBase<C extends AbstractLoraConfig, B extends LoraBuilderBase<C, B>>
             extends AbstractBuilder<C, B> {
 
-        LoraBuilderBase(ConfigSchema schema) {
+        protected LoraBuilderBase(ConfigSchema schema) {
             super(schema);
         }
 
-        LoraBuilderBase(ConfigSchema schema, PeftConfig from) {
+        protected LoraBuilderBase(ConfigSchema schema, PeftConfig from) {
             super(schema, from);
         }
 
