@@ -2,7 +2,6 @@ package io.peft4j.config;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.util.Arrays;
 import java.util.Collection;
 import java.util.Collections;
@@ -402,11 +401,11 @@ public abstract class AbstractLoraConfig extends PeftConfig {
     public abstract static class LoraBuilderBase<C extends AbstractLoraConfig, B extends LoraBuilderBase<C, B>>
             extends AbstractBuilder<C, B> {
 
-        LoraBuilderBase(ConfigSchema schema) {
+        protected LoraBuilderBase(ConfigSchema schema) {
             super(schema);
         }
 
-        LoraBuilderBase(ConfigSchema schema, PeftConfig from) {
+        protected LoraBuilderBase(ConfigSchema schema, PeftConfig from) {
             super(schema, from);
         }
 
@@ -597,10 +596,6 @@ public abstract class AbstractLoraConfig extends PeftConfig {
 
         static JsonNode copy(JsonNode v) {
             return v == null ? null : v.deepCopy();
-        }
-
-        static ObjectNode objectOf(Map<String, ?> map) {
-            return PythonJson.MAPPER.valueToTree(map);
         }
     }
 }

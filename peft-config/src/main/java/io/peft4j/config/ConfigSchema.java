@@ -8,10 +8,10 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * The JSON keys a config class knows, their Python defaults (with the exact JSON number type) and which of them
+ * Describes a config class for {@link PeftConfig}: the JSON keys it knows, their Python defaults (with the exact JSON number type) and which of them
  * peft 0.13.2 writes for a fresh config ("legacy" keys) — newer keys are only written when non-default.
  */
-final class ConfigSchema {
+public final class ConfigSchema {
     final String className;
     final PeftType peftType;
     private final LinkedHashMap<String, JsonNode> defaults = new LinkedHashMap<>();
@@ -22,8 +22,11 @@ final class ConfigSchema {
         this.peftType = peftType;
     }
 
-    /** Schema with the fields common to every PeftConfig. */
-    static ConfigSchema base(String className, PeftType peftType) {
+    /**
+     * Schema with the fields common to every PeftConfig; chain {@link #legacy}/{@link #newer} for the class's own
+     * fields (defaults given as Java values: Integer/Double/Boolean/String/List/Map/null, or JsonNode).
+     */
+    public static ConfigSchema base(String className, PeftType peftType) {
         ConfigSchema s = new ConfigSchema(className, peftType);
         s.legacy("peft_type", PythonJson.NODES.textNode(peftType.name()));
         s.legacy("task_type", null);
@@ -36,14 +39,14 @@ final class ConfigSchema {
     }
 
     /** A field peft 0.13.2 writes for every fresh config of this class. */
-    ConfigSchema legacy(String key, Object defaultValue) {
+    public ConfigSchema legacy(String key, Object defaultValue) {
         defaults.put(key, PythonJson.toNode(defaultValue));
         legacyKeys.add(key);
         return this;
     }
 
     /** A field added after peft 0.13.2: written only when set to a non-default value (or read from a file). */
-    ConfigSchema newer(String key, Object defaultValue) {
+    public ConfigSchema newer(String key, Object defaultValue) {
         defaults.put(key, PythonJson.toNode(defaultValue));
         legacyKeys.remove(key);
         return this;

@@ -61,11 +61,6 @@ public final class LoraConfig extends AbstractLoraConfig {
         return rankPattern;
     }
 
-    /** Rank for a module whose override key was already resolved by the caller, else {@link #r()}. */
-    public int rankFor(String patternKey) {
-        return patternKey == null ? r() : rankPattern.getOrDefault(patternKey, r());
-    }
-
     /** Builder for {@link LoraConfig}; defaults are peft's. */
     public static final class Builder extends LoraBuilderBase<LoraConfig, Builder> {
         Builder() {

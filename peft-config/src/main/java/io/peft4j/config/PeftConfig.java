@@ -32,6 +32,9 @@ import org.slf4j.LoggerFactory;
 /**
  * Base of all adapter configurations: an immutable value object mirroring one {@code adapter_config.json}.
  *
+ * <p>New config classes (in other modules) extend this with a {@link ConfigSchema}, an {@link AbstractBuilder}
+ * subclass and the protected decoding helpers, and make themselves loadable with {@link #register}.
+ *
  * <p>Every config keeps the JSON value of each field it knows (so number types such as {@code 16} vs {@code 16.0}
  * survive a round trip), remembers which keys it was read with (so it writes back exactly those), and keeps keys it
  * does not know in {@link #unknownFields()}.
@@ -102,6 +105,11 @@ public abstract class PeftConfig {
     /** Registers a parser that also receives the source name (file path) for error messages. */
     public static void register(PeftType type, BiFunction<ObjectNode, String, ? extends PeftConfig> parser) {
         REGISTRY.put(Objects.requireNonNull(type, "type"), Objects.requireNonNull(parser, "parser"));
+    }
+
+    /** Removes the parser for {@code type} (mainly for tests); built-in types can be re-registered. */
+    public static void unregister(PeftType type) {
+        REGISTRY.remove(type);
     }
 
     /** Peft types that {@link #fromJson} can currently load, in enum order. */
@@ -446,13 +454,13 @@ public abstract class PeftConfig {
         final LinkedHashMap<String, JsonNode> unknown = new LinkedHashMap<>();
         String sourceName;
 
-        AbstractBuilder(ConfigSchema schema) {
+        protected AbstractBuilder(ConfigSchema schema) {
             this.schema = schema;
             baseKeys.addAll(schema.legacyKeys());
         }
 
         /** Seeds this builder with the state of an existing config (for toBuilder). */
-        AbstractBuilder(ConfigSchema schema, PeftConfig from) {
+        protected AbstractBuilder(ConfigSchema schema, PeftConfig from) {
             this.schema = schema;
             values.putAll(from.values);
             baseKeys.addAll(from.baseKeys);
@@ -482,7 +490,7 @@ public abstract class PeftConfig {
          * Loads all keys of a JSON object: known ones become field values (and are always written back),
          * unknown ones are kept and logged once each.
          */
-        final B readJson(ObjectNode tree, String source) {
+        public final B readJson(ObjectNode tree, String source) {
             this.sourceName = source;
             baseKeys.clear();
             for (Iterator<Map.Entry<String, JsonNode>> it = tree.fields(); it.hasNext(); ) {

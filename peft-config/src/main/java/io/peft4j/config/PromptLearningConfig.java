@@ -83,11 +83,11 @@ public abstract class PromptLearningConfig extends PeftConfig {
     public abstract static class PromptBuilderBase<C extends PromptLearningConfig, B extends PromptBuilderBase<C, B>>
             extends AbstractBuilder<C, B> {
 
-        PromptBuilderBase(ConfigSchema schema) {
+        protected PromptBuilderBase(ConfigSchema schema) {
             super(schema);
         }
 
-        PromptBuilderBase(ConfigSchema schema, PeftConfig from) {
+        protected PromptBuilderBase(ConfigSchema schema, PeftConfig from) {
             super(schema, from);
         }
 

@@ -9,7 +9,6 @@ import java.math.RoundingMode;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
-import java.util.Map;
 
 /**
  * Writes JSON byte-for-byte like Python's {@code json.dumps(obj, indent=2, sort_keys=True)} (ensure_ascii on),
@@ -205,9 +204,6 @@ public final class PythonJson {
         }
         if (value instanceof JsonNode n) {
             return n.deepCopy();
-        }
-        if (value instanceof Map<?, ?> || value instanceof Iterable<?> || value instanceof Object[]) {
-            return MAPPER.valueToTree(value);
         }
         return MAPPER.valueToTree(value);
     }

@@ -460,8 +460,9 @@ public final class SafetensorsFile implements AutoCloseable {
   }
 
   /**
-   * Copies the tensor into a new NDArray owned by {@code manager}. F16/BF16 become FLOAT32 (DJL
-   * must never see half types), everything else keeps its type. The mapping itself is never handed
+   * Copies the tensor into a new NDArray owned by {@code manager} with type {@link DType#djlType()}:
+   * F16/BF16 become FLOAT32 and I16 becomes INT32 (the engine aborts on those types), everything
+   * else keeps its type. The mapping itself is never handed
    * to the engine, since PyTorch would alias it and outlive {@link #close}.
    */
   public NDArray toNDArray(String name, NDManager manager) {
@@ -470,6 +471,14 @@ public final class SafetensorsFile implements AutoCloseable {
     DType dt = t.dtype();
     if (dt == DType.F16 || dt == DType.BF16) {
       return manager.create(toFloatArray(name), shape);
+    }
+    if (dt == DType.I16) {
+      long[] v = toLongArray(name);
+      int[] w = new int[v.length];
+      for (int i = 0; i < v.length; i++) {
+        w[i] = (int) v[i];
+      }
+      return manager.create(w, shape);
     }
     if (ByteOrder.nativeOrder() != ByteOrder.LITTLE_ENDIAN) {
       throw new UnsupportedOperationException("big-endian platforms are not supported");

@@ -402,7 +402,7 @@ class SafetensorsFileTest {
     for (DType d : DType.values()) {
       assertThat(DType.fromSafetensorsName(d.safetensorsName())).isEqualTo(d);
       assertThat(DType.fromDjl(DType.fromSafetensorsName(d.safetensorsName()).djlType()) == d
-          || d == DType.F16 || d == DType.BF16).isTrue();
+          || d == DType.F16 || d == DType.BF16 || d == DType.I16).isTrue();
     }
     assertThat(DType.BF16.byteSize()).isEqualTo(2);
     assertThat(DType.F64.byteSize()).isEqualTo(8);
