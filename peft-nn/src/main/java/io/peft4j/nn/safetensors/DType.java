@@ -5,9 +5,10 @@ import ai.djl.ndarray.types.DataType;
 /**
  * Element types supported by this safetensors implementation.
  *
- * <p>The {@link #djlType()} mapping deliberately widens {@link #F16} and {@link #BF16} to FLOAT32:
- * creating a BF16 NDArray aborts the JVM with the PyTorch engine, and half-precision CPU kernels
- * are incomplete, so half types only ever exist on disk and in {@link TensorData}.
+ * <p>The {@link #djlType()} mapping deliberately widens {@link #F16} and {@link #BF16} to FLOAT32
+ * and {@link #I16} to INT32: creating BF16 or INT16 NDArrays aborts the JVM with the PyTorch
+ * engine, and half-precision CPU kernels are incomplete, so these types only ever exist on disk
+ * and in {@link TensorData}.
  */
 public enum DType {
   F64("F64", 8, 19, DataType.FLOAT64),
@@ -16,7 +17,8 @@ public enum DType {
   BF16("BF16", 2, 14, DataType.FLOAT32),
   I64("I64", 8, 20, DataType.INT64),
   I32("I32", 4, 15, DataType.INT32),
-  I16("I16", 2, 11, DataType.INT16),
+  // DJL 0.35.1 has INT16, but creating an INT16 tensor through the PyTorch engine aborts the JVM.
+  I16("I16", 2, 11, DataType.INT32),
   I8("I8", 1, 5, DataType.INT8),
   U8("U8", 1, 4, DataType.UINT8),
   BOOL("BOOL", 1, 0, DataType.BOOLEAN);
@@ -67,7 +69,7 @@ public enum DType {
     throw new SafetensorsException("unknown or unsupported safetensors dtype '" + name + "'");
   }
 
-  /** The DJL type an NDArray of this dtype is created with (half types widen to FLOAT32). */
+  /** The DJL type an NDArray of this dtype is created with (F16/BF16 widen to FLOAT32, I16 to INT32). */
   public DataType djlType() {
     return djlType;
   }

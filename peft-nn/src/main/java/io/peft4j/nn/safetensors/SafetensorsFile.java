@@ -53,6 +53,10 @@ public final class SafetensorsFile implements AutoCloseable {
       .enable(DeserializationFeature.FAIL_ON_READING_DUP_TREE_KEY)
       .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
       .build();
+  // Reads one value out of a streaming parser; trailing-token checks would fire on the next key.
+  private static final ObjectMapper ENTRY_READER = JsonMapper.builder()
+      .enable(DeserializationFeature.FAIL_ON_READING_DUP_TREE_KEY)
+      .build();
 
   private final Path path;
   private final String label;
@@ -174,27 +178,23 @@ public final class SafetensorsFile implements AutoCloseable {
 
   private static void parseHeader(String label, String header, Map<String, String> metadata,
       Map<String, TensorInfo> tensors) throws SafetensorsException {
+    // Syntax first, semantics second: a structurally broken header should be reported as such,
+    // not as whatever semantic check happens to run before the parser reaches the damage.
+    List<Map.Entry<String, JsonNode>> entries = new ArrayList<>();
     try (JsonParser p = JSON.createParser(header)) {
       if (p.nextToken() != JsonToken.START_OBJECT) {
         throw new SafetensorsException(label + ": header is not a JSON object");
       }
-      boolean seenMetadata = false;
+      java.util.Set<String> seen = new java.util.HashSet<>();
       for (JsonToken tok = p.nextToken(); tok != JsonToken.END_OBJECT; tok = p.nextToken()) {
         String key = p.currentName();
         p.nextToken();
-        JsonNode value = JSON.readerFor(JsonNode.class).without(DeserializationFeature.FAIL_ON_TRAILING_TOKENS).readValue(p);
-        if ("__metadata__".equals(key)) {
-          if (seenMetadata) {
-            throw new SafetensorsException(label + ": header has duplicate key '__metadata__'");
-          }
-          seenMetadata = true;
-          parseMetadata(label, value, metadata);
-          continue;
+        JsonNode value = ENTRY_READER.readTree(p);
+        if (!seen.add(key)) {
+          throw new SafetensorsException(label + ": header has duplicate "
+              + ("__metadata__".equals(key) ? "key '" : "tensor name '") + key + "'");
         }
-        if (tensors.containsKey(key)) {
-          throw new SafetensorsException(label + ": header has duplicate tensor name '" + key + "'");
-        }
-        tensors.put(key, parseTensor(label, key, value));
+        entries.add(Map.entry(key, value == null ? com.fasterxml.jackson.databind.node.NullNode.getInstance() : value));
       }
       if (p.nextToken() != null) {
         throw new SafetensorsException(label + ": header has trailing content after the JSON object");
@@ -205,6 +205,13 @@ public final class SafetensorsFile implements AutoCloseable {
       String detail = e instanceof com.fasterxml.jackson.core.JacksonException
           ? ((com.fasterxml.jackson.core.JacksonException) e).getOriginalMessage() : e.getMessage();
       throw new SafetensorsException(label + ": header is not valid JSON: " + detail, e);
+    }
+    for (Map.Entry<String, JsonNode> e : entries) {
+      if ("__metadata__".equals(e.getKey())) {
+        parseMetadata(label, e.getValue(), metadata);
+      } else {
+        tensors.put(e.getKey(), parseTensor(label, e.getKey(), e.getValue()));
+      }
     }
   }
 
@@ -453,8 +460,9 @@ public final class SafetensorsFile implements AutoCloseable {
   }
 
   /**
-   * Copies the tensor into a new NDArray owned by {@code manager}. F16/BF16 become FLOAT32 (DJL
-   * must never see half types), everything else keeps its type. The mapping itself is never handed
+   * Copies the tensor into a new NDArray owned by {@code manager} with type {@link DType#djlType()}:
+   * F16/BF16 become FLOAT32 and I16 becomes INT32 (the engine aborts on those types), everything
+   * else keeps its type. The mapping itself is never handed
    * to the engine, since PyTorch would alias it and outlive {@link #close}.
    */
   public NDArray toNDArray(String name, NDManager manager) {
@@ -463,6 +471,14 @@ public final class SafetensorsFile implements AutoCloseable {
     DType dt = t.dtype();
     if (dt == DType.F16 || dt == DType.BF16) {
       return manager.create(toFloatArray(name), shape);
+    }
+    if (dt == DType.I16) {
+      long[] v = toLongArray(name);
+      int[] w = new int[v.length];
+      for (int i = 0; i < v.length; i++) {
+        w[i] = (int) v[i];
+      }
+      return manager.create(w, shape);
     }
     if (ByteOrder.nativeOrder() != ByteOrder.LITTLE_ENDIAN) {
       throw new UnsupportedOperationException("big-endian platforms are not supported");
