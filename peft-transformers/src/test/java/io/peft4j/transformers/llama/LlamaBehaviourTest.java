@@ -294,4 +294,24 @@ class LlamaBehaviourTest {
                 .attentionMask(row(new long[] {1, 1, 1})).build()))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("attention_mask");
     }
+
+    @Test
+    void repeatedForwardsInScopesLeaveNoArraysBehind() {
+        NDArray input = nd.create(flat(ids), new Shape(ids.length, ids[0].length));
+        NDArray mask = nd.ones(input.getShape());
+        int modelBefore = 0;
+        int inputBefore = 0;
+        for (int i = 0; i < 20; i++) {
+            try (NDScope s = new NDScope()) {
+                model.forward(ModelInput.builder().inputIds(input).attentionMask(mask).labels(input)
+                        .outputHiddenStates(true).build()).loss().getFloat();
+            }
+            if (i == 1) {
+                modelBefore = model.manager().getManagedArrays().size();
+                inputBefore = nd.getManagedArrays().size();
+            }
+        }
+        assertThat(model.manager().getManagedArrays()).hasSize(modelBefore);
+        assertThat(nd.getManagedArrays()).hasSize(inputBefore);
+    }
 }
