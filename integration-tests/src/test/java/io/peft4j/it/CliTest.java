@@ -1,0 +1,149 @@
+package io.peft4j.it;
+
+import io.peft4j.cli.Main;
+import io.peft4j.nn.safetensors.SafetensorsFile;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** The {@code peft} commands end to end, in-process. */
+class CliTest {
+    record Run(int code, String out, String err) {}
+
+    static synchronized Run run(String... args) {
+        PrintStream oldOut = System.out;
+        PrintStream oldErr = System.err;
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        try {
+            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+            int code = Main.execute(args);
+            return new Run(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+        } finally {
+            System.setOut(oldOut);
+            System.setErr(oldErr);
+        }
+    }
+
+    static String model() {
+        return Reference.model("llama").toString();
+    }
+
+    @Test
+    void logitsWithAndWithoutMergeMatchHf(@TempDir Path tmp) throws Exception {
+        Path input = Reference.root().resolve("inputs.json");
+        Path out = tmp.resolve("logits.safetensors");
+        Run r = run("logits", "--model", model(), "--adapter", Reference.adapter("llama-lora").toString(),
+                "--input", input.toString(), "--out", out.toString());
+        assertThat(r.code()).as(r.err()).isZero();
+        try (SafetensorsFile f = SafetensorsFile.open(out)) {
+            assertThat(f.info("logits").shape()).containsExactly(2, 10, 256);
+            Reference.assertClose(f.toFloatArray("logits"), Reference.tensor("llama-lora", "logits"), "cli logits");
+        }
+        Run merged = run("logits", "--model", model(), "--adapter", Reference.adapter("llama-lora").toString(),
+                "--merge", "--input", input.toString(), "--out", out.toString());
+        assertThat(merged.code()).as(merged.err()).isZero();
+        try (SafetensorsFile f = SafetensorsFile.open(out)) {
+            Reference.assertClose(f.toFloatArray("logits"), Reference.tensor("llama-lora", "merged_logits"), "merged");
+        }
+        Run base = run("logits", "--model", model(), "--input", input.toString(), "--out", out.toString());
+        assertThat(base.code()).isZero();
+        try (SafetensorsFile f = SafetensorsFile.open(out)) {
+            Reference.assertClose(f.toFloatArray("logits"), Reference.tensor("llama-base", "logits"), "base");
+        }
+    }
+
+    @Test
+    void trainablePrintsHfLine() throws Exception {
+        Run r = run("trainable", "--model", model(), "--config",
+                Reference.adapter("llama-lora-all-linear").resolve("adapter_config.json").toString());
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(r.out().trim()).isEqualTo(Reference.manifest("llama-lora-all-linear")
+                .get("print_trainable_parameters").asText());
+    }
+
+    @Test
+    void mergeWritesALoadableModelDirectory(@TempDir Path tmp) throws Exception {
+        Path out = tmp.resolve("merged");
+        Run r = run("merge", "--model", model(), "--adapter", Reference.adapter("llama-rslora").toString(),
+                "--out", out.toString());
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(out.resolve("config.json")).exists();
+        assertThat(out.resolve("generation_config.json")).exists();
+        Path logits = tmp.resolve("l.safetensors");
+        Run l = run("logits", "--model", out.toString(), "--input", Reference.root().resolve("inputs.json").toString(),
+                "--out", logits.toString());
+        assertThat(l.code()).as(l.err()).isZero();
+        try (SafetensorsFile f = SafetensorsFile.open(logits)) {
+            Reference.assertClose(f.toFloatArray("logits"), Reference.tensor("llama-rslora", "merged_logits"), "merged");
+        }
+    }
+
+    @Test
+    void trainLowersTheLossAndSavesAnAdapterThatLoads(@TempDir Path tmp) throws Exception {
+        Path data = tmp.resolve("data.jsonl");
+        List<String> lines = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            lines.add("{\"input_ids\": [5, 9, 17, 33, 65, 129, " + (10 + i) + ", 5, 9, 17]}");
+        }
+        Files.write(data, lines);
+        Path out = tmp.resolve("adapter");
+        Run r = run("train", "--model", model(), "--config",
+                Reference.adapter("llama-lora").resolve("adapter_config.json").toString(), "--data", data.toString(),
+                "--steps", "30", "--lr", "1e-2", "--out", out.toString());
+        assertThat(r.code()).as(r.err()).isZero();
+        Matcher m = Pattern.compile("loss=([0-9.]+)").matcher(r.out());
+        List<Double> losses = new ArrayList<>();
+        while (m.find()) {
+            losses.add(Double.parseDouble(m.group(1)));
+        }
+        assertThat(losses).hasSize(30);
+        assertThat(losses.get(29)).isLessThan(losses.get(0) - 0.5);
+        assertThat(out.resolve("adapter_model.safetensors")).exists();
+        Run l = run("logits", "--model", model(), "--adapter", out.toString(), "--input",
+                Reference.root().resolve("inputs.json").toString(), "--out", tmp.resolve("x.safetensors").toString());
+        assertThat(l.code()).as(l.err()).isZero();
+    }
+
+    @Test
+    void userErrorsPrintOneLineAndExitNonZero(@TempDir Path tmp) throws Exception {
+        Path badJson = tmp.resolve("bad.json");
+        Files.writeString(badJson, "{\"input_ids\": [[1, 2], [3]]}");
+        Path truncated = tmp.resolve("adapter");
+        Files.createDirectories(truncated);
+        Files.copy(Reference.adapter("llama-lora").resolve("adapter_config.json"),
+                truncated.resolve("adapter_config.json"));
+        byte[] weights = Files.readAllBytes(Reference.adapter("llama-lora").resolve("adapter_model.safetensors"));
+        Files.write(truncated.resolve("adapter_model.safetensors"), java.util.Arrays.copyOf(weights, weights.length - 100));
+
+        String[][] cases = {
+                {"logits", "--model", tmp.resolve("missing").toString(), "--input", badJson.toString(), "--out", "x"},
+                {"logits", "--model", model(), "--input", badJson.toString(), "--out", tmp.resolve("o").toString()},
+                {"logits", "--model", model(), "--adapter", truncated.toString(), "--input",
+                        Reference.root().resolve("inputs.json").toString(), "--out", tmp.resolve("o").toString()},
+                {"trainable", "--model", model(), "--config", tmp.resolve("nope.json").toString()},
+                {"inspect", tmp.resolve("nothing").toString()},
+                {"logits", "--model"},
+        };
+        String[] expected = {"missing", "row 1", "adapter_model.safetensors", "nope.json", "nothing", "--model"};
+        for (int i = 0; i < cases.length; i++) {
+            Run r = run(cases[i]);
+            assertThat(r.code()).as(String.join(" ", cases[i])).isNotZero();
+            String err = r.err().trim();
+            assertThat(err.lines().count()).as(err).isEqualTo(1);
+            assertThat(err).contains(expected[i]).doesNotContain("Exception in").doesNotContain("\tat ");
+        }
+    }
+}
