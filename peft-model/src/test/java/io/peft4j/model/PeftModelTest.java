@@ -116,6 +116,29 @@ class PeftModelTest {
     }
 
     @Test
+    void dropoutActsOnlyOnTheLoraBranchAndOnlyInTraining() {
+        LoraConfig c = LoraConfig.builder().r(2).loraAlpha(4).loraDropout(0.5).targetModules("up_proj").build();
+        Net net = new Net(manager);
+        NDArray x = manager.randomNormal(new Shape(8, 6));
+        float[] base = run(net, x);
+        PeftModel peft = PeftModel.getPeftModel(net, c);
+        randomizeB(peft, manager);
+        peft.train(true);
+        float[] a = run(peft, x);
+        float[] b = run(peft, x);
+        assertThat(a).isNotEqualTo(b);
+        peft.eval();
+        assertThat(run(peft, x)).containsExactly(run(peft, x));
+        // With B = 0 the branch vanishes: dropout must not touch the base path.
+        Net other = new Net(manager);
+        float[] otherBase = run(other, x);
+        PeftModel fresh = PeftModel.getPeftModel(other, c);
+        fresh.train(true);
+        assertThat(run(fresh, x)).containsExactly(otherBase);
+        assertThat(base).hasSize(24);
+    }
+
+    @Test
     void rsloraScalingUsesSqrtRank() {
         LoraConfig c = LoraConfig.builder().r(4).loraAlpha(8).useRslora(true).targetModules("up_proj").build();
         PeftModel peft = PeftModel.getPeftModel(new Net(manager), c);

@@ -8,6 +8,27 @@ import ai.djl.nn.Activation;
 public final class F {
     private F() {}
 
+    /**
+     * A rank-0 tensor allocated by libtorch. DJL's {@code mul(Number)} wraps the scalar around a Java buffer
+     * that is freed right after the call, while autograd keeps the scalar for the backward pass: backward
+     * then reads freed memory. Every differentiable scalar op must go through these helpers.
+     */
+    public static NDArray scalar(NDArray like, float value) {
+        return like.getManager().full(new ai.djl.ndarray.types.Shape(), value, like.getDataType());
+    }
+
+    public static NDArray mul(NDArray x, float value) {
+        return x.mul(scalar(x, value));
+    }
+
+    public static NDArray div(NDArray x, float value) {
+        return x.div(scalar(x, value));
+    }
+
+    public static NDArray add(NDArray x, float value) {
+        return x.add(scalar(x, value));
+    }
+
     /** {@code x @ weight.T + bias} through libtorch's fused linear; {@code bias} may be null. */
     public static NDArray linear(NDArray x, NDArray weight, NDArray bias) {
         return bias == null
@@ -31,8 +52,9 @@ public final class F {
 
     /** GELU as in {@code torch.nn.functional.gelu(approximate="tanh")} (GPT-2's {@code gelu_new}). */
     public static NDArray geluTanh(NDArray x) {
-        NDArray inner = x.add(x.pow(3).mul(0.044715f)).mul((float) Math.sqrt(2.0 / Math.PI));
-        return x.mul(0.5f).mul(inner.tanh().add(1f));
+        NDArray cube = x.mul(x).mul(x);
+        NDArray inner = mul(x.add(mul(cube, 0.044715f)), (float) Math.sqrt(2.0 / Math.PI));
+        return mul(x, 0.5f).mul(add(inner.tanh(), 1f));
     }
 
     /** Exact GELU (erf form). */

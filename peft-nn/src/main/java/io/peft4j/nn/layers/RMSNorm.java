@@ -3,6 +3,7 @@ package io.peft4j.nn.layers;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import io.peft4j.nn.F;
 import io.peft4j.nn.Module;
 
 /** LLaMA's RMSNorm: {@code w * x / sqrt(mean(x^2) + eps)} over the last axis. */
@@ -16,8 +17,8 @@ public class RMSNorm extends Module {
 
     @Override
     public NDArray forward(NDArray x) {
-        NDArray variance = x.pow(2).mean(new int[] {-1}, true);
-        return x.div(variance.add(eps).sqrt()).mul(param("weight").data());
+        NDArray variance = x.square().mean(new int[] {-1}, true);
+        return x.div(F.add(variance, eps).sqrt()).mul(param("weight").data());
     }
 
     @Override

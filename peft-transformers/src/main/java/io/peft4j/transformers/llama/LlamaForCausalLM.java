@@ -324,7 +324,7 @@ public class LlamaForCausalLM extends PreTrainedModel {
             }
             NDArray kr = repeatKv(k);
             NDArray vr = repeatKv(v);
-            NDArray scores = q.matMul(kr.transpose(0, 1, 3, 2)).div((float) Math.sqrt(headDim)).add(mask);
+            NDArray scores = F.div(q.matMul(kr.transpose(0, 1, 3, 2)), (float) Math.sqrt(headDim)).add(mask);
             NDArray probs = scores.softmax(-1);
             NDArray out = probs.matMul(vr).transpose(0, 2, 1, 3).reshape(b, t, (long) numHeads * headDim);
             return call("o_proj", out);

@@ -6,6 +6,7 @@ import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.peft4j.config.InitLoraWeights;
+import io.peft4j.nn.F;
 import io.peft4j.nn.Identity;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.ModuleDict;
@@ -146,7 +147,7 @@ public final class LoraLinear extends TunerLayer {
             NDArray h = a.forward(dict("lora_dropout").get(adapter).forward(x));
             Module b = dict("lora_B").get(adapter);
             // Scaling the rank-r activations instead of the output is the same product, r/out times cheaper.
-            NDArray delta = loraBias.get(adapter) ? b.forward(h).mul(s) : b.forward(h.mul(s));
+            NDArray delta = loraBias.get(adapter) ? F.mul(b.forward(h), s) : b.forward(F.mul(h, s));
             result = result.add(delta);
         }
         return result;
