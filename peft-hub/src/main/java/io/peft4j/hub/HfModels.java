@@ -1,0 +1,157 @@
+package io.peft4j.hub;
+
+import ai.djl.ndarray.NDArray;
+import io.peft4j.nn.model.ModelConfig;
+import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.nn.safetensors.ShardedSafetensors;
+import io.peft4j.nn.safetensors.TensorData;
+import io.peft4j.transformers.llama.LlamaForCausalLM;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.nio.file.StandardCopyOption;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+
+/**
+ * Loads and saves Hugging Face model directories ({@code config.json} + {@code model.safetensors} or a
+ * sharded index). The one place that maps {@code model_type} to a model class. Local files only.
+ */
+public final class HfModels {
+    /** model types served by the LLaMA-family implementation. */
+    private static final List<String> LLAMA_FAMILY = List.of("llama", "mistral", "qwen2");
+    /** Merged models larger than this are written as shards, like transformers' default. */
+    public static final long DEFAULT_MAX_SHARD_BYTES = 5L * 1024 * 1024 * 1024;
+
+    private HfModels() {}
+
+    /**
+     * Loads a model from a directory, or from the local Hugging Face cache by repo id
+     * ({@code models--ORG--NAME/snapshots/REV/}).
+     */
+    public static PreTrainedModel fromPretrained(String dirOrRepoId) throws IOException {
+        Path dir = resolve(dirOrRepoId);
+        ModelConfig config = ModelConfig.read(dir.resolve("config.json"));
+        String type = config.modelType();
+        PreTrainedModel model;
+        if (type != null && LLAMA_FAMILY.contains(type)) {
+            model = LlamaForCausalLM.fromPretrained(dir);
+        } else {
+            throw new IllegalArgumentException(dir.resolve("config.json") + ": model_type '" + type
+                    + "' is not supported yet (supported: " + LLAMA_FAMILY + ")");
+        }
+        model.setNameOrPath(dirOrRepoId);
+        return model;
+    }
+
+    public static PreTrainedModel fromPretrained(Path dir) throws IOException {
+        return fromPretrained(dir.toString());
+    }
+
+    /** A local directory, or the snapshot of a repo id in the HF cache; fails listing where it looked. */
+    public static Path resolve(String dirOrRepoId) throws IOException {
+        Path direct = Paths.get(dirOrRepoId);
+        if (Files.isDirectory(direct)) {
+            if (!Files.isRegularFile(direct.resolve("config.json"))) {
+                throw new IOException(direct + ": not a Hugging Face model directory (no config.json)");
+            }
+            return direct;
+        }
+        if (dirOrRepoId.matches("[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")) {
+            Path cache = hubCache();
+            Path repo = cache.resolve("models--" + dirOrRepoId.replace("/", "--"));
+            Path snapshot = snapshotOf(repo);
+            if (snapshot != null) {
+                return snapshot;
+            }
+            throw new IOException("'" + dirOrRepoId + "' is neither a directory nor a model in the local Hugging Face"
+                    + " cache (looked in " + repo + "); peft4j never downloads: fetch it with `huggingface-cli "
+                    + "download " + dirOrRepoId + "` first");
+        }
+        throw new IOException(dirOrRepoId + ": no such directory");
+    }
+
+    static Path hubCache() {
+        String hubCache = System.getenv("HF_HUB_CACHE");
+        if (hubCache != null && !hubCache.isBlank()) {
+            return Paths.get(hubCache);
+        }
+        String home = System.getenv("HF_HOME");
+        if (home != null && !home.isBlank()) {
+            return Paths.get(home, "hub");
+        }
+        return Paths.get(System.getProperty("user.home"), ".cache", "huggingface", "hub");
+    }
+
+    private static Path snapshotOf(Path repo) throws IOException {
+        Path ref = repo.resolve("refs").resolve("main");
+        if (Files.isRegularFile(ref)) {
+            Path snap = repo.resolve("snapshots").resolve(Files.readString(ref, StandardCharsets.UTF_8).trim());
+            if (Files.isDirectory(snap)) {
+                return snap;
+            }
+        }
+        Path snapshots = repo.resolve("snapshots");
+        if (Files.isDirectory(snapshots)) {
+            try (var s = Files.list(snapshots)) {
+                return s.filter(Files::isDirectory).findFirst().orElse(null);
+            }
+        }
+        return null;
+    }
+
+    /**
+     * Writes {@code config.json} and the weights (sharded above {@code maxShardBytes}) as a directory that
+     * transformers' {@code from_pretrained} loads. Atomic: written beside {@code dir}, then moved into place.
+     */
+    public static void savePretrained(PreTrainedModel model, Path dir, long maxShardBytes) throws IOException {
+        Path target = dir.toAbsolutePath().normalize();
+        Files.createDirectories(target.getParent());
+        String token = UUID.randomUUID().toString().substring(0, 8);
+        Path tmp = target.getParent().resolve("." + target.getFileName() + ".tmp-" + token);
+        Path old = target.getParent().resolve("." + target.getFileName() + ".old-" + token);
+        try {
+            Files.createDirectories(tmp);
+            Map<String, TensorData> tensors = new LinkedHashMap<>();
+            for (Map.Entry<String, NDArray> e : model.stateDict().entrySet()) {
+                tensors.put(e.getKey(), TensorData.ofNDArray(e.getValue()));
+            }
+            ShardedSafetensors.writeSharded(tmp, tensors, Map.of("format", "pt"), maxShardBytes);
+            Files.writeString(tmp.resolve("config.json"), model.config().toJsonString() + "\n",
+                    StandardCharsets.UTF_8);
+            if (Files.exists(target)) {
+                Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
+                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+                deleteTree(old);
+            } else {
+                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+            }
+        } catch (IOException | RuntimeException e) {
+            if (Files.exists(old) && !Files.exists(target)) {
+                Files.move(old, target, StandardCopyOption.ATOMIC_MOVE);
+            }
+            deleteTree(tmp);
+            throw e;
+        }
+    }
+
+    public static void savePretrained(PreTrainedModel model, Path dir) throws IOException {
+        savePretrained(model, dir, DEFAULT_MAX_SHARD_BYTES);
+    }
+
+    private static void deleteTree(Path p) throws IOException {
+        if (!Files.exists(p)) {
+            return;
+        }
+        try (var walk = Files.walk(p)) {
+            for (Path x : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(x);
+            }
+        }
+    }
+}

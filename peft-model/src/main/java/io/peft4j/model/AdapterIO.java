@@ -1,0 +1,219 @@
+package io.peft4j.model;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.Shape;
+import io.peft4j.config.PeftConfig;
+import io.peft4j.nn.Param;
+import io.peft4j.nn.safetensors.SafetensorsFile;
+import io.peft4j.nn.safetensors.SafetensorsWriter;
+import io.peft4j.nn.safetensors.TensorData;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.DirectoryStream;
+import java.nio.file.FileVisitResult;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.SimpleFileVisitor;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.UUID;
+
+/**
+ * Reads and writes adapters in the Hugging Face layout: {@code adapter_config.json} and
+ * {@code adapter_model.safetensors} with peft's key names.
+ */
+public final class AdapterIO {
+    public static final String CONFIG_NAME = "adapter_config.json";
+    public static final String WEIGHTS_NAME = "adapter_model.safetensors";
+    public static final String PICKLE_WEIGHTS_NAME = "adapter_model.bin";
+
+    private AdapterIO() {}
+
+    /** One adapter to write: its config and its tensors under saved keys. */
+    record Entry(String subdir, PeftConfig config, Map<String, Param> tensors) {}
+
+    /**
+     * Writes every entry into {@code dir} atomically: everything is written into a sibling temp directory
+     * (seeded with the files already in {@code dir}), which then replaces {@code dir}. A failure leaves an
+     * earlier save untouched.
+     */
+    static void writeAtomically(Path dir, List<Entry> entries) throws IOException {
+        Path target = dir.toAbsolutePath().normalize();
+        Path parent = target.getParent();
+        Files.createDirectories(parent);
+        String token = UUID.randomUUID().toString().substring(0, 8);
+        Path tmp = parent.resolve("." + target.getFileName() + ".tmp-" + token);
+        Path old = parent.resolve("." + target.getFileName() + ".old-" + token);
+        try {
+            if (Files.isDirectory(target)) {
+                copyTree(target, tmp);
+            } else if (Files.exists(target)) {
+                throw new IOException(target + " exists and is not a directory");
+            } else {
+                Files.createDirectories(tmp);
+            }
+            for (Entry e : entries) {
+                Path out = e.subdir().isEmpty() ? tmp : tmp.resolve(e.subdir());
+                Files.createDirectories(out);
+                Map<String, TensorData> tensors = new TreeMap<>();
+                for (Map.Entry<String, Param> t : e.tensors().entrySet()) {
+                    NDArray data = t.getValue().data();
+                    requireFinite(data, t.getKey(), "adapter to save");
+                    tensors.put(t.getKey(), TensorData.ofNDArray(data));
+                }
+                if (tensors.isEmpty()) {
+                    throw new IOException("adapter '" + (e.subdir().isEmpty() ? "default" : e.subdir())
+                            + "' has no tensors to save");
+                }
+                SafetensorsWriter.write(out.resolve(WEIGHTS_NAME), tensors, Map.of("format", "pt"));
+                e.config().save(out);
+            }
+            if (Files.exists(target)) {
+                Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
+                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+                deleteTree(old);
+            } else {
+                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+            }
+        } catch (IOException | RuntimeException e) {
+            if (Files.exists(old) && !Files.exists(target)) {
+                Files.move(old, target, StandardCopyOption.ATOMIC_MOVE);
+            }
+            deleteTree(tmp);
+            throw e;
+        }
+    }
+
+    private static void copyTree(Path from, Path to) throws IOException {
+        Files.walkFileTree(from, new SimpleFileVisitor<>() {
+            @Override
+            public FileVisitResult preVisitDirectory(Path d, BasicFileAttributes attrs) throws IOException {
+                Files.createDirectories(to.resolve(from.relativize(d)));
+                return FileVisitResult.CONTINUE;
+            }
+
+            @Override
+            public FileVisitResult visitFile(Path f, BasicFileAttributes attrs) throws IOException {
+                Files.copy(f, to.resolve(from.relativize(f)), StandardCopyOption.COPY_ATTRIBUTES,
+                        LinkOption.NOFOLLOW_LINKS);
+                return FileVisitResult.CONTINUE;
+            }
+        });
+    }
+
+    static void deleteTree(Path p) {
+        if (!Files.exists(p, LinkOption.NOFOLLOW_LINKS)) {
+            return;
+        }
+        try {
+            if (Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
+                try (DirectoryStream<Path> s = Files.newDirectoryStream(p)) {
+                    for (Path c : s) {
+                        deleteTree(c);
+                    }
+                }
+            }
+            Files.deleteIfExists(p);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** The weights file of an adapter directory, with a clear error for the pickle format or a missing file. */
+    static Path weightsFile(Path dir) {
+        Path st = dir.resolve(WEIGHTS_NAME);
+        if (Files.isRegularFile(st)) {
+            return st;
+        }
+        if (Files.isRegularFile(dir.resolve(PICKLE_WEIGHTS_NAME))) {
+            throw new IllegalArgumentException(dir + ": only " + PICKLE_WEIGHTS_NAME + " found; peft4j reads "
+                    + WEIGHTS_NAME + " only (pickle files can run code). Convert it in Python with "
+                    + "`PeftModel.from_pretrained(...).save_pretrained(dir, safe_serialization=True)`.");
+        }
+        throw new IllegalArgumentException(dir + ": no " + WEIGHTS_NAME + " found");
+    }
+
+    /**
+     * Copies checkpoint tensors into the adapter's parameters. Keys without the {@code base_model.model.}
+     * prefix (adapters saved by the transformers integration) are accepted. Unknown, missing, mis-shaped or
+     * non-finite tensors fail with a message naming the file and keys.
+     */
+    static void loadInto(Path file, Map<String, Param> expected) throws IOException {
+        try (SafetensorsFile st = SafetensorsFile.open(file)) {
+            Map<String, String> byModelKey = new LinkedHashMap<>();
+            List<String> unexpected = new ArrayList<>();
+            for (String name : st.names()) {
+                String key = name;
+                if (!expected.containsKey(key) && !key.startsWith("base_model.model.")) {
+                    key = "base_model.model." + key;
+                }
+                if (!expected.containsKey(key) && key.endsWith(".lora_magnitude_vector")) {
+                    key = key + ".weight";
+                }
+                if (expected.containsKey(key)) {
+                    byModelKey.put(key, name);
+                } else {
+                    unexpected.add(name);
+                }
+            }
+            List<String> missing = new ArrayList<>();
+            for (String k : expected.keySet()) {
+                if (!byModelKey.containsKey(k)) {
+                    missing.add(k);
+                }
+            }
+            if (!unexpected.isEmpty()) {
+                throw new IllegalArgumentException(file + ": " + unexpected.size() + " tensor(s) do not belong to any "
+                        + "adapter module of this model: " + head(unexpected) + "; the model expects keys like "
+                        + head(new ArrayList<>(expected.keySet())) + ". Was the adapter trained on another "
+                        + "architecture or with other target_modules?");
+            }
+            if (!missing.isEmpty()) {
+                throw new IllegalArgumentException(file + ": Found missing adapter keys while loading the "
+                        + "checkpoint: " + head(missing));
+            }
+            for (Map.Entry<String, String> e : byModelKey.entrySet()) {
+                Param p = expected.get(e.getKey());
+                String name = e.getValue();
+                Shape want = p.shape();
+                Shape got = new Shape(st.info(name).shape());
+                if (!want.equals(got)) {
+                    throw new IllegalArgumentException(file + ": tensor '" + name + "' has shape " + got
+                            + " but the model's " + e.getKey() + " expects " + want
+                            + " (different rank r or a different base model?)");
+                }
+            }
+            for (Map.Entry<String, String> e : byModelKey.entrySet()) {
+                Param p = expected.get(e.getKey());
+                try (NDScope scope = new NDScope()) {
+                    scope.suppressNotUsedWarning();
+                    NDArray loaded = st.toNDArray(e.getValue(), p.data().getManager());
+                    requireFinite(loaded, file + ": tensor '" + e.getValue() + "'", "loaded adapter");
+                    NDArray typed = loaded.toType(p.data().getDataType(), false);
+                    p.setData(typed == loaded ? loaded : typed);
+                }
+            }
+        }
+    }
+
+    private static void requireFinite(NDArray a, String what, String context) {
+        try (NDScope scope = new NDScope()) {
+            scope.suppressNotUsedWarning();
+            if (a.isNaN().any().getBoolean() || a.isInfinite().any().getBoolean()) {
+                throw new IllegalArgumentException(what + " contains NaN or infinite values (" + context + ")");
+            }
+        }
+    }
+
+    private static String head(List<String> keys) {
+        return keys.size() <= 5 ? keys.toString() : keys.subList(0, 5) + " ... (" + keys.size() + " in total)";
+    }
+}

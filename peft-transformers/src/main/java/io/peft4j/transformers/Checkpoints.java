@@ -1,0 +1,100 @@
+package io.peft4j.transformers;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import io.peft4j.nn.Module;
+import io.peft4j.nn.Param;
+import io.peft4j.nn.safetensors.ShardedSafetensors;
+import io.peft4j.nn.safetensors.TensorData;
+import io.peft4j.nn.safetensors.TensorInfo;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.function.Predicate;
+
+/** Loading transformers checkpoints into a module tree by name, and exporting its state for saving. */
+public final class Checkpoints {
+    private Checkpoints() {}
+
+    /**
+     * Copies every tensor of a safetensors checkpoint (a file, a directory with {@code model.safetensors},
+     * or a sharded index) into the parameter or persistent buffer of the same dotted name.
+     *
+     * <p>All names and shapes are checked before anything is loaded, so a bad checkpoint leaves the model
+     * untouched. Tensors are read one at a time, widened to float32 when stored as F16/BF16 (DJL must not
+     * see BF16), and owned by {@code manager}.
+     *
+     * @param ignore checkpoint names to skip silently (e.g. legacy {@code rotary_emb.inv_freq})
+     * @param optional model entries the checkpoint may omit (e.g. a tied {@code lm_head.weight})
+     * @throws IllegalArgumentException naming the missing/unexpected keys, or the key and both shapes
+     */
+    public static void loadSafetensors(Module model, Path dirOrFile, NDManager manager, Predicate<String> ignore,
+                                       Set<String> optional) throws IOException {
+        LinkedHashMap<String, Param> own = model.namedStateEntries();
+        try (ShardedSafetensors st = ShardedSafetensors.open(dirOrFile)) {
+            List<String> unexpected = new ArrayList<>();
+            List<String> toLoad = new ArrayList<>();
+            for (String name : st.names()) {
+                if (ignore.test(name)) {
+                    continue;
+                }
+                if (own.containsKey(name)) {
+                    toLoad.add(name);
+                } else {
+                    unexpected.add(name);
+                }
+            }
+            List<String> missing = new ArrayList<>();
+            for (String name : own.keySet()) {
+                if (!st.contains(name) && !optional.contains(name)) {
+                    missing.add(name);
+                }
+            }
+            if (!missing.isEmpty() || !unexpected.isEmpty()) {
+                throw new IllegalArgumentException(dirOrFile + ": checkpoint does not match the model: missing keys "
+                        + missing + ", unexpected keys " + unexpected);
+            }
+            for (String name : toLoad) {
+                TensorInfo info = st.info(name);
+                Shape got = new Shape(info.shape());
+                Shape want = own.get(name).shape();
+                if (!got.equals(want)) {
+                    throw new IllegalArgumentException(dirOrFile + ": size mismatch for '" + name
+                            + "': checkpoint has shape " + got + ", model expects " + want);
+                }
+                if (!info.dtype().isFloating()) {
+                    throw new IllegalArgumentException(dirOrFile + ": tensor '" + name + "' has dtype "
+                            + info.dtype() + ", expected a floating-point type");
+                }
+            }
+            for (String name : toLoad) {
+                Param p = own.get(name);
+                NDArray raw = st.toNDArray(name, manager);
+                DataType target = p.data().getDataType();
+                NDArray data = raw;
+                if (raw.getDataType() != target) {
+                    data = raw.toType(target, false);
+                    raw.close();
+                }
+                p.setData(data);
+            }
+        }
+    }
+
+    /**
+     * The module's state as {@link TensorData} by name (copies in each array's dtype), ready for
+     * {@code SafetensorsWriter}; with a model whose {@code stateDict()} omits tied aliases, so does this.
+     */
+    public static Map<String, TensorData> toTensorData(Map<String, NDArray> stateDict) {
+        LinkedHashMap<String, TensorData> out = new LinkedHashMap<>();
+        stateDict.forEach((k, v) -> out.put(k, TensorData.ofNDArray(v)));
+        return out;
+    }
+}
