@@ -5,6 +5,8 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.pytorch.jni.JniUtils;
+import io.peft4j.config.LoraConfig;
+import io.peft4j.model.PeftModel;
 import io.peft4j.nn.F;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.NoGrad;
@@ -33,8 +35,9 @@ import java.util.function.UnaryOperator;
 public final class FashionMnistDemo {
     static final int BATCH = 10;
     static final float LR = 1e-3f;
+    private static final String LR_TEXT = "1e-3";
     static final int LORA_R = 1;
-    static final float LORA_ALPHA = 1f;
+    static final int LORA_ALPHA = 1;
     static final String[] TARGETS = {"linear1", "linear2", "linear3"};
     /** Evaluation batch: large enough to amortise per-op overhead, small enough to keep activations modest. */
     private static final int EVAL_BATCH = 500;
@@ -182,8 +185,8 @@ public final class FashionMnistDemo {
                     }
                 }
             }
-            out.printf("1. Pre-train    %d epoch%s, %,d batches of %d, Adam lr %.0e, all %,d params%n",
-                    opts.pretrainEpochs(), opts.pretrainEpochs() == 1 ? "" : "s", steps, BATCH, LR,
+            out.printf("1. Pre-train    %d epoch%s, %,d batches of %d, Adam lr %s, all %,d params%n",
+                    opts.pretrainEpochs(), opts.pretrainEpochs() == 1 ? "" : "s", steps, BATCH, LR_TEXT,
                     mlp.numParameters());
             out.printf("                %.1f s; mean loss of the last %d batches %.3f%n", secs(t), recent,
                     recent == 0 ? Double.NaN : recentLoss / recent);
@@ -200,13 +203,13 @@ public final class FashionMnistDemo {
             Map<String, float[]> snapshot = new LinkedHashMap<>();
             mlp.namedParameters().forEach((k, p) -> snapshot.put(k, p.data().toFloatArray()));
             long originalParams = mlp.numParameters();
-            LoraAttachment peft = attachLora(mlp, manager);
+            PeftModel peft = attachLora(mlp);
             long allParams = peft.baseModel().numParameters();
             long loraParams = allParams - originalParams;
             List<Param> trainable = peft.trainableParameters();
             long trainableParams = trainable.stream().mapToLong(Param::numel).sum();
             String line = peft.trainableParametersLine();
-            out.printf("3. LoRA         r=%d, alpha=%.0f on %s; base model frozen%n", LORA_R, LORA_ALPHA,
+            out.printf("3. LoRA         r=%d, alpha=%d on %s; base model frozen%n", LORA_R, LORA_ALPHA,
                     String.join(", ", TARGETS));
             out.printf("                original params  %,11d%n", originalParams);
             out.printf("                LoRA params      %,11d   = r*(784+1000) + r*(1000+2000) + r*(2000+10), r=%d%n",
@@ -234,24 +237,21 @@ public final class FashionMnistDemo {
                 }
                 trainStep(peft::forward, manager, train, idx, loraAdam, trainable);
             }
-            out.printf("4. Fine-tune    %d batches of %d, only class %d %s (%,d training images), Adam lr %.0e,%n",
-                    opts.finetuneBatches(), BATCH, worst, FashionMnist.CLASS_NAMES[worst], classIdx.length, LR);
+            out.printf("4. Fine-tune    %d batches of %d, only class %d %s (%,d training images), Adam lr %s,%n",
+                    opts.finetuneBatches(), BATCH, worst, FashionMnist.CLASS_NAMES[worst], classIdx.length, LR_TEXT);
             out.printf("                only the %,d LoRA params; %.1f s%n", trainableParams, secs(t));
             out.println();
 
             int[] after = evaluate(peft::forward, manager, test);
             int[] disabled;
-            try (AutoCloseable off = peft.disableAdapter()) {
+            try (PeftModel.AdapterScope off = peft.disableAdapter()) {
                 disabled = evaluate(peft::forward, manager, test);
-            } catch (Exception e) {
-                throw new IllegalStateException("could not re-enable the adapter", e);
             }
 
             printErrorTable(out, test.size(), perClass, before, after, disabled, worst);
             out.println();
-            int compared = 0;
             boolean unchanged = printWeightCheck(out, snapshot, peft.baseModel());
-            compared = snapshot.size();
+            int compared = snapshot.size();
 
             boolean sameAsBefore = java.util.Arrays.equals(before, disabled);
             out.printf("Adapter disabled: per-class errors %s the \"before\" column%n",
@@ -270,19 +270,13 @@ public final class FashionMnistDemo {
     }
 
     /**
-     * The one step that depends on the LoRA implementation: freeze {@code mlp} and add rank-{@value #LORA_R}
-     * LoRA to its three Linear layers.
-     *
-     * <p>TODO(peft-model): replace the body with the real machinery once it is on main:
-     * <pre>{@code
-     * LoraConfig cfg = LoraConfig.builder().r(1).loraAlpha(1).targetModules(TARGETS).build();
-     * PeftModel peft = PeftModel.getPeftModel(mlp, cfg);
-     * return new LoraAttachment() { ...delegate forward, trainableParameters, trainableParametersLine,
-     *                               disableAdapter, baseModel to peft... };
-     * }</pre>
+     * The LoRA step, through the same {@code getPeftModel} machinery used for transformers: freezes
+     * {@code mlp} and wraps {@code linear1..3} in place with rank-{@value #LORA_R} LoRA layers
+     * ({@code A} Kaiming-uniform, {@code B} zero, so the model's output is unchanged until training).
      */
-    static LoraAttachment attachLora(OversizedMlp mlp, NDManager manager) {
-        return new InterimLora(mlp, manager, LORA_R, LORA_ALPHA, TARGETS);
+    static PeftModel attachLora(OversizedMlp mlp) {
+        LoraConfig cfg = LoraConfig.builder().r(LORA_R).loraAlpha(LORA_ALPHA).targetModules(TARGETS).build();
+        return PeftModel.getPeftModel(mlp, cfg);
     }
 
     // ---- training and evaluation --------------------------------------------------------------------
