@@ -8,6 +8,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Locale;
 
 /**
  * Locates and loads Fashion-MNIST.
@@ -92,7 +93,7 @@ public final class FashionMnist {
         Split all = toSplit(images, labels, "shipped t10k");
         int n = all.size();
         return new Data(all.range(0, SHIPPED_TRAIN), all.range(SHIPPED_TRAIN, n),
-                String.format("shipped 10k test split: images 1-%,d train, %,d-%,d test", SHIPPED_TRAIN,
+                String.format(Locale.ROOT, "shipped 10k test split: images 1-%,d train, %,d-%,d test", SHIPPED_TRAIN,
                         SHIPPED_TRAIN + 1, n), true);
     }
 
@@ -106,7 +107,7 @@ public final class FashionMnist {
                 dir + " train");
         Split test = toSplit(IdxReader.readImages(find(dir, FILES[2])), IdxReader.readLabels(find(dir, FILES[3])),
                 dir + " t10k");
-        return new Data(train, test, String.format("%s (%s): %,d train, %,d test", dir, via, train.size(),
+        return new Data(train, test, String.format(Locale.ROOT, "%s (%s): %,d train, %,d test", dir, via, train.size(),
                 test.size()), false);
     }
 

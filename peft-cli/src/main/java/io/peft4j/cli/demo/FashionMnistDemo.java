@@ -20,6 +20,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Random;
 import java.util.function.UnaryOperator;
@@ -146,15 +147,15 @@ public final class FashionMnistDemo {
 
         out.println("peft4j demo: LoRA on an over-sized MLP, Fashion-MNIST");
         out.println("=".repeat(78));
-        out.printf("  data      %s%n", data.source());
+        out.printf(Locale.ROOT, "  data      %s%n", data.source());
         if (data.shipped()) {
             out.println("            (the full 60k/10k split is used when given --data DIR, $FASHION_MNIST_DIR,");
             out.println("             or installed by Debian's dataset-fashion-mnist package)");
         }
         if (train.size() != data.train().size() || test.size() != data.test().size()) {
-            out.printf("            limited to the first %,d train and %,d test images%n", train.size(), test.size());
+            out.printf(Locale.ROOT, "            limited to the first %,d train and %,d test images%n", train.size(), test.size());
         }
-        out.printf("  model     784-1000-2000-10 MLP, ReLU (linear1, linear2, linear3); seed %d; %d threads%n",
+        out.printf(Locale.ROOT, "  model     784-1000-2000-10 MLP, ReLU (linear1, linear2, linear3); seed %d; %d threads%n",
                 opts.seed(), Torch.threads());
         out.println();
 
@@ -185,17 +186,17 @@ public final class FashionMnistDemo {
                     }
                 }
             }
-            out.printf("1. Pre-train    %d epoch%s, %,d batches of %d, Adam lr %s, all %,d params%n",
+            out.printf(Locale.ROOT, "1. Pre-train    %d epoch%s, %,d batches of %d, Adam lr %s, all %,d params%n",
                     opts.pretrainEpochs(), opts.pretrainEpochs() == 1 ? "" : "s", steps, BATCH, LR_TEXT,
                     mlp.numParameters());
-            out.printf("                %.1f s; mean loss of the last %d batches %.3f%n", secs(t), recent,
+            out.printf(Locale.ROOT, "                %.1f s; mean loss of the last %d batches %.3f%n", secs(t), recent,
                     recent == 0 ? Double.NaN : recentLoss / recent);
 
             // 2. Evaluate and pick the worst class.
             int[] perClass = countPerClass(test);
             int[] before = evaluate(mlp::forward, manager, test);
             int worst = worstClass(before, perClass);
-            out.printf("2. Evaluate     %,d test images: accuracy %.1f%%; worst class %d %s (%d of %d wrong, %.1f%%)%n",
+            out.printf(Locale.ROOT, "2. Evaluate     %,d test images: accuracy %.1f%%; worst class %d %s (%d of %d wrong, %.1f%%)%n",
                     test.size(), 100.0 * (test.size() - sum(before)) / test.size(), worst,
                     FashionMnist.CLASS_NAMES[worst], before[worst], perClass[worst], rate(before[worst], perClass[worst]));
 
@@ -209,12 +210,12 @@ public final class FashionMnistDemo {
             List<Param> trainable = peft.trainableParameters();
             long trainableParams = trainable.stream().mapToLong(Param::numel).sum();
             String line = peft.trainableParametersLine();
-            out.printf("3. LoRA         r=%d, alpha=%d on %s; base model frozen%n", LORA_R, LORA_ALPHA,
+            out.printf(Locale.ROOT, "3. LoRA         r=%d, alpha=%d on %s; base model frozen%n", LORA_R, LORA_ALPHA,
                     String.join(", ", TARGETS));
-            out.printf("                original params  %,11d%n", originalParams);
-            out.printf("                LoRA params      %,11d   = r*(784+1000) + r*(1000+2000) + r*(2000+10), r=%d%n",
+            out.printf(Locale.ROOT, "                original params  %,11d%n", originalParams);
+            out.printf(Locale.ROOT, "                LoRA params      %,11d   = r*(784+1000) + r*(1000+2000) + r*(2000+10), r=%d%n",
                     loraParams, LORA_R);
-            out.printf("                %s%n", line);
+            out.printf(Locale.ROOT, "                %s%n", line);
 
             // 4. Fine-tune the adapter on the worst class only.
             t = System.nanoTime();
@@ -237,9 +238,9 @@ public final class FashionMnistDemo {
                 }
                 trainStep(peft::forward, manager, train, idx, loraAdam, trainable);
             }
-            out.printf("4. Fine-tune    %d batches of %d, only class %d %s (%,d training images), Adam lr %s,%n",
+            out.printf(Locale.ROOT, "4. Fine-tune    %d batches of %d, only class %d %s (%,d training images), Adam lr %s,%n",
                     opts.finetuneBatches(), BATCH, worst, FashionMnist.CLASS_NAMES[worst], classIdx.length, LR_TEXT);
-            out.printf("                only the %,d LoRA params; %.1f s%n", trainableParams, secs(t));
+            out.printf(Locale.ROOT, "                only the %,d LoRA params; %.1f s%n", trainableParams, secs(t));
             out.println();
 
             int[] after = evaluate(peft::forward, manager, test);
@@ -254,15 +255,15 @@ public final class FashionMnistDemo {
             int compared = snapshot.size();
 
             boolean sameAsBefore = java.util.Arrays.equals(before, disabled);
-            out.printf("Adapter disabled: per-class errors %s the \"before\" column%n",
+            out.printf(Locale.ROOT, "Adapter disabled: per-class errors %s the \"before\" column%n",
                     sameAsBefore ? "equal" : "DIFFER FROM");
             out.println();
             double seconds = secs(t0);
-            out.printf("Summary: class %d %s errors %d -> %d (%.1f%% -> %.1f%%) training %,d LoRA params (%.2f%% of %,d);"
+            out.printf(Locale.ROOT, "Summary: %s errors %d -> %d (%.1f%% -> %.1f%%) training %,d LoRA params (%.2f%%);"
                     + " base weights %s; adapter off = before: %s; %.1f s%n",
-                    worst, FashionMnist.CLASS_NAMES[worst], before[worst], after[worst],
+                    FashionMnist.CLASS_NAMES[worst], before[worst], after[worst],
                     rate(before[worst], perClass[worst]), rate(after[worst], perClass[worst]), trainableParams,
-                    100.0 * trainableParams / allParams, allParams, unchanged ? "bit-identical" : "CHANGED",
+                    100.0 * trainableParams / allParams, unchanged ? "bit-identical" : "CHANGED",
                     sameAsBefore ? "yes" : "NO", seconds);
             return new Result(data.source(), train.size(), test.size(), perClass, before, after, disabled, worst,
                     originalParams, loraParams, trainableParams, line, unchanged, compared, seconds);
@@ -353,7 +354,7 @@ public final class FashionMnistDemo {
             }
             boolean same = differing == 0;
             allSame &= same;
-            out.printf("  %-26s %-12s %,10d values   %s%n", found == null ? name : found, shape, was.length,
+            out.printf(Locale.ROOT, "  %-26s %-12s %,10d values   %s%n", found == null ? name : found, shape, was.length,
                     found == null ? "MISSING" : same ? "identical" : differing + " values differ");
         }
         return allSame;
@@ -374,23 +375,29 @@ public final class FashionMnistDemo {
 
     private static void printErrorTable(PrintStream out, int testSize, int[] perClass, int[] before, int[] after,
             int[] disabled, int worst) {
-        out.printf("Test errors per class (%,d test images)%n", testSize);
-        String header = String.format("  %-2s %-12s %6s   %-14s   %-14s   %-14s", "#", "class", "images",
+        out.printf(Locale.ROOT, "Test errors per class (%,d test images)%n", testSize);
+        String header = String.format(Locale.ROOT, "  %-2s %-12s %6s   %14s   %14s   %14s", "#", "class", "images",
                 "before", "after LoRA", "adapter off");
+        String rule = "  " + "-".repeat(header.length() - 2);
         out.println(header);
-        out.println("  " + "-".repeat(header.length() - 2));
+        out.println(rule);
         for (int c = 0; c < FashionMnist.NUM_CLASSES; c++) {
-            out.printf("  %-2d %-12s %6d   %s   %s   %s%s%n", c, FashionMnist.CLASS_NAMES[c], perClass[c],
+            out.printf(Locale.ROOT, "  %-2d %-12s %6d   %s   %s   %s%s%n", c, FashionMnist.CLASS_NAMES[c], perClass[c],
                     cell(before[c], perClass[c]), cell(after[c], perClass[c]), cell(disabled[c], perClass[c]),
                     c == worst ? "  <- fine-tuned" : "");
         }
-        out.println("  " + "-".repeat(header.length() - 2));
-        out.printf("  %-2s %-12s %6d   %s   %s   %s%n", "", "all", testSize, cell(sum(before), testSize),
+        out.println(rule);
+        out.printf(Locale.ROOT, "  %-2s %-12s %6d   %s   %s   %s%n", "", "all", testSize, cell(sum(before), testSize),
                 cell(sum(after), testSize), cell(sum(disabled), testSize));
+        if (sum(after) > sum(before)) {
+            out.printf(Locale.ROOT, "  (trained on %s only, the adapter pulls other classes towards it; disabled, it gives back"
+                    + " the base model)%n", FashionMnist.CLASS_NAMES[worst]);
+        }
     }
 
+    /** {@code "  159   75.7%"}: 14 characters, right-aligned under the header. */
     private static String cell(int errors, int total) {
-        return String.format("%5d %6.1f%%  ", errors, rate(errors, total));
+        return String.format(Locale.ROOT, "%6d  %5.1f%%", errors, rate(errors, total));
     }
 
     // ---- small helpers ------------------------------------------------------------------------------

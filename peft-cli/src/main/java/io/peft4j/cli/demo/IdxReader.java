@@ -8,6 +8,7 @@ import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Locale;
 import java.util.zip.GZIPInputStream;
 
 /**
@@ -103,7 +104,7 @@ public final class IdxReader {
             String hint = magic == (expected == IMAGES_MAGIC ? LABELS_MAGIC : IMAGES_MAGIC)
                     ? " (this looks like the other kind of IDX file: images and labels swapped?)"
                     : "";
-            throw new IdxFormatException(String.format("%s: not an IDX %s file: magic number 0x%08x, expected 0x%08x%s",
+            throw new IdxFormatException(String.format(Locale.ROOT, "%s: not an IDX %s file: magic number 0x%08x, expected 0x%08x%s",
                     name, kind, magic, expected, hint));
         }
     }

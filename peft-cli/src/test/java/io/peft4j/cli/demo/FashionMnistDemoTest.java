@@ -24,7 +24,7 @@ class FashionMnistDemoTest {
         }
         String text = buf.toString(StandardCharsets.UTF_8);
 
-        assertThat(r.trainSize()).isEqualTo(2000);
+        assertThat(r.trainSize()).isEqualTo(1000);
         assertThat(r.testSize()).isEqualTo(1000);
         int w = r.worstClass();
         for (int c = 0; c < 10; c++) {
