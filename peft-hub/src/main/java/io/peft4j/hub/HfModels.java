@@ -65,7 +65,7 @@ public final class HfModels {
         if (dirOrRepoId.matches("[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")) {
             Path cache = hubCache();
             Path repo = cache.resolve("models--" + dirOrRepoId.replace("/", "--"));
-            Path snapshot = snapshotOf(repo);
+            Path snapshot = snapshotIn(cache, dirOrRepoId);
             if (snapshot != null) {
                 return snapshot;
             }
@@ -86,6 +86,11 @@ public final class HfModels {
             return Paths.get(home, "hub");
         }
         return Paths.get(System.getProperty("user.home"), ".cache", "huggingface", "hub");
+    }
+
+    /** The snapshot directory of {@code repoId} in a hub cache directory, or null. */
+    static Path snapshotIn(Path cache, String repoId) throws IOException {
+        return snapshotOf(cache.resolve("models--" + repoId.replace("/", "--")));
     }
 
     private static Path snapshotOf(Path repo) throws IOException {

@@ -1,0 +1,75 @@
+package io.peft4j.hub;
+
+import io.peft4j.nn.model.PreTrainedModel;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+class HfModelsTest {
+
+    static Path shared() {
+        String prop = System.getProperty("peft4j.shared");
+        for (Path p : new Path[] {prop == null ? null : Paths.get(prop), Paths.get("../shared"), Paths.get("../../shared")}) {
+            if (p != null && Files.isDirectory(p.resolve("hf-reference"))) {
+                return p;
+            }
+        }
+        return null;
+    }
+
+    @Test
+    void resolvesARepoIdInTheLocalCacheLayout(@TempDir Path tmp) throws Exception {
+        Path repo = tmp.resolve("models--acme--tiny");
+        Path snap = repo.resolve("snapshots").resolve("abc123");
+        Files.createDirectories(snap);
+        Files.createDirectories(repo.resolve("refs"));
+        Files.writeString(repo.resolve("refs/main"), "abc123\n");
+        Files.writeString(snap.resolve("config.json"), "{\"model_type\": \"llama\"}");
+        assertThat(HfModels.snapshotIn(tmp, "acme/tiny")).isEqualTo(snap);
+        assertThat(HfModels.snapshotIn(tmp, "acme/other")).isNull();
+    }
+
+    @Test
+    void missingOrForeignDirectoriesFailClearly(@TempDir Path tmp) throws Exception {
+        assertThatThrownBy(() -> HfModels.resolve(tmp.toString())).hasMessageContaining("no config.json");
+        assertThatThrownBy(() -> HfModels.resolve(tmp.resolve("nope").toString())).hasMessageContaining("no such directory");
+        assertThatThrownBy(() -> HfModels.resolve("someone/not-cached")).hasMessageContaining("never downloads");
+        Files.writeString(tmp.resolve("config.json"), "{\"model_type\": \"t5\"}");
+        assertThatThrownBy(() -> HfModels.fromPretrained(tmp.toString())).hasMessageContaining("t5")
+                .hasMessageContaining("not supported");
+    }
+
+    @Test
+    void savedModelReloadsWithTheSameWeights(@TempDir Path tmp) throws Exception {
+        Path shared = shared();
+        Assumptions.assumeTrue(shared != null, "../shared/hf-reference not found; skipping");
+        Path out = tmp.resolve("copy");
+        try (PreTrainedModel m = HfModels.fromPretrained(shared.resolve("hf-reference/models/llama"))) {
+            HfModels.savePretrained(m, out, 100_000);
+            assertThat(out.resolve("model.safetensors.index.json")).exists();
+            try (PreTrainedModel again = HfModels.fromPretrained(out)) {
+                assertThat(again.getParameter("model.layers.1.mlp.down_proj.weight").data().toFloatArray())
+                        .containsExactly(m.getParameter("model.layers.1.mlp.down_proj.weight").data().toFloatArray());
+            }
+        }
+    }
+
+    @Test
+    void tokenizerEncodesWithTheRealGpt2Vocabulary() throws Exception {
+        Path shared = shared();
+        Assumptions.assumeTrue(shared != null && Files.exists(shared.resolve("fixtures/tiny-gpt2/tokenizer.json")),
+                "../shared/fixtures/tiny-gpt2 not found; skipping");
+        try (HfTokenizer tok = HfTokenizer.load(shared.resolve("fixtures/tiny-gpt2"))) {
+            // GPT-2's vocabulary: "Hello" = 15496, " world" = 995.
+            assertThat(tok.encode("Hello world")).containsExactly(15496, 995);
+            assertThat(tok.decode(new long[] {15496, 995})).isEqualTo("Hello world");
+        }
+    }
+}
