@@ -1,6 +1,7 @@
 package io.peft4j.hub;
 
 import ai.djl.ndarray.NDArray;
+import io.peft4j.nn.AtomicDirectory;
 import io.peft4j.nn.model.ModelConfig;
 import io.peft4j.nn.model.PreTrainedModel;
 import io.peft4j.nn.safetensors.ShardedSafetensors;
@@ -12,11 +13,9 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
-import java.nio.file.StandardCopyOption;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.UUID;
 
 /**
  * Loads and saves Hugging Face model directories ({@code config.json} + {@code model.safetensors} or a
@@ -115,13 +114,7 @@ public final class HfModels {
      * transformers' {@code from_pretrained} loads. Atomic: written beside {@code dir}, then moved into place.
      */
     public static void savePretrained(PreTrainedModel model, Path dir, long maxShardBytes) throws IOException {
-        Path target = dir.toAbsolutePath().normalize();
-        Files.createDirectories(target.getParent());
-        String token = UUID.randomUUID().toString().substring(0, 8);
-        Path tmp = target.getParent().resolve("." + target.getFileName() + ".tmp-" + token);
-        Path old = target.getParent().resolve("." + target.getFileName() + ".old-" + token);
-        try {
-            Files.createDirectories(tmp);
+        AtomicDirectory.write(dir, false, tmp -> {
             Map<String, TensorData> tensors = new LinkedHashMap<>();
             for (Map.Entry<String, NDArray> e : model.stateDict().entrySet()) {
                 tensors.put(e.getKey(), TensorData.ofNDArray(e.getValue()));
@@ -129,34 +122,11 @@ public final class HfModels {
             ShardedSafetensors.writeSharded(tmp, tensors, Map.of("format", "pt"), maxShardBytes);
             Files.writeString(tmp.resolve("config.json"), model.config().toJsonString() + "\n",
                     StandardCharsets.UTF_8);
-            if (Files.exists(target)) {
-                Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-                deleteTree(old);
-            } else {
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-            }
-        } catch (IOException | RuntimeException e) {
-            if (Files.exists(old) && !Files.exists(target)) {
-                Files.move(old, target, StandardCopyOption.ATOMIC_MOVE);
-            }
-            deleteTree(tmp);
-            throw e;
-        }
+        });
     }
 
     public static void savePretrained(PreTrainedModel model, Path dir) throws IOException {
         savePretrained(model, dir, DEFAULT_MAX_SHARD_BYTES);
     }
 
-    private static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) {
-            return;
-        }
-        try (var walk = Files.walk(p)) {
-            for (Path x : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(x);
-            }
-        }
-    }
 }

@@ -4,27 +4,20 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
 import io.peft4j.config.PeftConfig;
+import io.peft4j.nn.AtomicDirectory;
 import io.peft4j.nn.Param;
 import io.peft4j.nn.safetensors.SafetensorsFile;
 import io.peft4j.nn.safetensors.SafetensorsWriter;
 import io.peft4j.nn.safetensors.TensorData;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.DirectoryStream;
-import java.nio.file.FileVisitResult;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
-import java.nio.file.SimpleFileVisitor;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.attribute.BasicFileAttributes;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
-import java.util.UUID;
 
 /**
  * Reads and writes adapters in the Hugging Face layout: {@code adapter_config.json} and
@@ -41,25 +34,11 @@ public final class AdapterIO {
     record Entry(String subdir, PeftConfig config, Map<String, Param> tensors) {}
 
     /**
-     * Writes every entry into {@code dir} atomically: everything is written into a sibling temp directory
-     * (seeded with the files already in {@code dir}), which then replaces {@code dir}. A failure leaves an
-     * earlier save untouched.
+     * Writes every entry into {@code dir} atomically (see {@link AtomicDirectory}), keeping files already there.
+     * A failure leaves an earlier save untouched.
      */
     static void writeAtomically(Path dir, List<Entry> entries) throws IOException {
-        Path target = dir.toAbsolutePath().normalize();
-        Path parent = target.getParent();
-        Files.createDirectories(parent);
-        String token = UUID.randomUUID().toString().substring(0, 8);
-        Path tmp = parent.resolve("." + target.getFileName() + ".tmp-" + token);
-        Path old = parent.resolve("." + target.getFileName() + ".old-" + token);
-        try {
-            if (Files.isDirectory(target)) {
-                copyTree(target, tmp);
-            } else if (Files.exists(target)) {
-                throw new IOException(target + " exists and is not a directory");
-            } else {
-                Files.createDirectories(tmp);
-            }
+        AtomicDirectory.write(dir, true, tmp -> {
             for (Entry e : entries) {
                 Path out = e.subdir().isEmpty() ? tmp : tmp.resolve(e.subdir());
                 Files.createDirectories(out);
@@ -76,55 +55,7 @@ public final class AdapterIO {
                 SafetensorsWriter.write(out.resolve(WEIGHTS_NAME), tensors, Map.of("format", "pt"));
                 e.config().save(out);
             }
-            if (Files.exists(target)) {
-                Files.move(target, old, StandardCopyOption.ATOMIC_MOVE);
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-                deleteTree(old);
-            } else {
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-            }
-        } catch (IOException | RuntimeException e) {
-            if (Files.exists(old) && !Files.exists(target)) {
-                Files.move(old, target, StandardCopyOption.ATOMIC_MOVE);
-            }
-            deleteTree(tmp);
-            throw e;
-        }
-    }
-
-    private static void copyTree(Path from, Path to) throws IOException {
-        Files.walkFileTree(from, new SimpleFileVisitor<>() {
-            @Override
-            public FileVisitResult preVisitDirectory(Path d, BasicFileAttributes attrs) throws IOException {
-                Files.createDirectories(to.resolve(from.relativize(d)));
-                return FileVisitResult.CONTINUE;
-            }
-
-            @Override
-            public FileVisitResult visitFile(Path f, BasicFileAttributes attrs) throws IOException {
-                Files.copy(f, to.resolve(from.relativize(f)), StandardCopyOption.COPY_ATTRIBUTES,
-                        LinkOption.NOFOLLOW_LINKS);
-                return FileVisitResult.CONTINUE;
-            }
         });
-    }
-
-    static void deleteTree(Path p) {
-        if (!Files.exists(p, LinkOption.NOFOLLOW_LINKS)) {
-            return;
-        }
-        try {
-            if (Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
-                try (DirectoryStream<Path> s = Files.newDirectoryStream(p)) {
-                    for (Path c : s) {
-                        deleteTree(c);
-                    }
-                }
-            }
-            Files.deleteIfExists(p);
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
     }
 
     /** The weights file of an adapter directory, with a clear error for the pickle format or a missing file. */
