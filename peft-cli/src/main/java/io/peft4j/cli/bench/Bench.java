@@ -197,15 +197,15 @@ public final class Bench {
                 continue;
             }
             boolean reset = resetPeakRss();
-            Timings t = switch (name) {
-                case BASE_FORWARD -> forward(opts, Variant.BASE);
-                case LORA_QV_TRAIN -> train(opts, Variant.LORA_QV);
-                case LORA_ALL_LINEAR_TRAIN -> train(opts, Variant.LORA_ALL_LINEAR);
-                case FULL_FT_TRAIN -> train(opts, Variant.FULL);
-                case LORA_UNMERGED_FORWARD -> forward(opts, Variant.LORA_QV);
-                case LORA_MERGED_FORWARD -> forward(opts, Variant.LORA_QV_MERGED);
-                default -> throw new IllegalStateException(name);
-            };
+            Timings t;
+            try {
+                t = measure(opts, name);
+            } catch (ArithmeticException e) {
+                // A diverged step is a finding, not a reason to drop the other measurements.
+                out.println("# " + name + " FAILED: " + e.getMessage());
+                out.flush();
+                continue;
+            }
             double hwm = readStatusMb("VmHWM");
             processPeak = Math.max(processPeak, hwm);
             Map<String, Double> extra = new LinkedHashMap<>();
@@ -228,6 +228,18 @@ public final class Bench {
             out.flush();
         }
         return results;
+    }
+
+    private static Timings measure(Options opts, String name) {
+        return switch (name) {
+            case BASE_FORWARD -> forward(opts, Variant.BASE);
+            case LORA_QV_TRAIN -> train(opts, Variant.LORA_QV);
+            case LORA_ALL_LINEAR_TRAIN -> train(opts, Variant.LORA_ALL_LINEAR);
+            case FULL_FT_TRAIN -> train(opts, Variant.FULL);
+            case LORA_UNMERGED_FORWARD -> forward(opts, Variant.LORA_QV);
+            case LORA_MERGED_FORWARD -> forward(opts, Variant.LORA_QV_MERGED);
+            default -> throw new IllegalStateException(name);
+        };
     }
 
     /**
@@ -310,11 +322,16 @@ public final class Bench {
                     }
                 };
                 long t0 = System.nanoTime();
-                TrainStep.run(() -> {
-                    NDArray loss = b.forward(in).loss();
-                    marks[0] = System.nanoTime();
-                    return loss;
-                }, opt, timed);
+                try {
+                    TrainStep.run(() -> {
+                        NDArray loss = b.forward(in).loss();
+                        marks[0] = System.nanoTime();
+                        return loss;
+                    }, opt, timed);
+                } catch (ArithmeticException e) {
+                    throw new ArithmeticException(e.getMessage() + " (iteration " + (i + opts.warmup + 1) + " of "
+                            + (opts.warmup + opts.steps) + ")");
+                }
                 long t3 = System.nanoTime();
                 if (i >= 0) {
                     total[i] = (t3 - t0) / 1e6;
