@@ -1,0 +1,465 @@
+package io.peft4j.cli.bench;
+
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.pytorch.jni.JniUtils;
+import io.peft4j.config.LoraConfig;
+import io.peft4j.config.TargetModules;
+import io.peft4j.config.TaskType;
+import io.peft4j.model.PeftModel;
+import io.peft4j.nn.NoGrad;
+import io.peft4j.nn.Param;
+import io.peft4j.nn.Torch;
+import io.peft4j.nn.model.ModelInput;
+import io.peft4j.nn.model.ModelOutput;
+import io.peft4j.nn.train.AdamW;
+import io.peft4j.nn.train.TrainStep;
+import io.peft4j.transformers.llama.LlamaConfig;
+import io.peft4j.transformers.llama.LlamaForCausalLM;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.AbstractCollection;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collection;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * Micro-benchmark of a small LLaMA: base inference, LoRA training (q,v and all-linear), full fine-tuning and
+ * LoRA inference unmerged / merged. Each measurement builds its own randomly initialised model in its own
+ * {@link NDManager}, runs {@code warmup} untimed and {@code steps} timed iterations (each forward or train
+ * step inside an {@link NDScope}, so memory stays flat) and closes the manager.
+ *
+ * <p>Each result is printed as one line {@code name median_ms=.. tokens_per_s=.. peak_rss_mb=.. rss_mb=..}
+ * followed by optional extra {@code key=value} pairs (train steps add the median forward, backward and
+ * optimizer times). {@code peak_rss_mb} is the process's peak resident set size so far ({@code VmHWM}),
+ * which is monotonic: the measurements run lightest first except {@code full-ft-train}, so the forward
+ * measurements after it report its peak. {@code run_peak_rss_mb} is the peak during that measurement alone,
+ * available where the kernel lets a process reset its high-water mark ({@code /proc/self/clear_refs}).
+ */
+public final class Bench {
+    public static final String BASE_FORWARD = "base-forward";
+    public static final String LORA_QV_TRAIN = "lora-qv-train";
+    public static final String LORA_ALL_LINEAR_TRAIN = "lora-all-linear-train";
+    public static final String FULL_FT_TRAIN = "full-ft-train";
+    public static final String LORA_UNMERGED_FORWARD = "lora-unmerged-forward";
+    public static final String LORA_MERGED_FORWARD = "lora-merged-forward";
+
+    /** Every measurement, in the order they run. */
+    public static final List<String> NAMES = List.of(BASE_FORWARD, LORA_QV_TRAIN, LORA_ALL_LINEAR_TRAIN,
+            FULL_FT_TRAIN, LORA_UNMERGED_FORWARD, LORA_MERGED_FORWARD);
+
+    private static final long SEED = 1234L;
+
+    private Bench() {}
+
+    /** One result line. {@code extra} holds additional numeric fields (ms breakdowns, memory). */
+    public record Measurement(String name, double medianMs, double tokensPerS, double peakRssMb,
+                              Map<String, Double> extra) {
+        public Measurement {
+            extra = Map.copyOf(extra);
+        }
+
+        /** The output line: {@code name median_ms=.. tokens_per_s=.. peak_rss_mb=..[ key=value]*}. */
+        public String line() {
+            StringBuilder sb = new StringBuilder(name)
+                    .append(" median_ms=").append(fmt(medianMs, 1))
+                    .append(" tokens_per_s=").append(fmt(tokensPerS, 0))
+                    .append(" peak_rss_mb=").append(fmt(peakRssMb, 0));
+            for (String k : EXTRA_ORDER) {
+                Double v = extra.get(k);
+                if (v != null) {
+                    sb.append(' ').append(k).append('=').append(fmt(v, k.endsWith("_mb") ? 0 : 1));
+                }
+            }
+            return sb.toString();
+        }
+    }
+
+    private static final List<String> EXTRA_ORDER =
+            List.of("rss_mb", "run_peak_rss_mb", "fwd_ms", "bwd_ms", "opt_ms", "min_ms", "max_ms");
+
+    /** Benchmark options; defaults are the reference preset (LLaMA 512 x 4 layers, batch 4 x 128). */
+    public static final class Options {
+        /** Run only this measurement (one of {@link #NAMES}); null runs all. */
+        public String only;
+        /** Intra-op threads; null keeps the engine default ({@code PEFT4J_THREADS} or peft4j's default). */
+        public Integer threads;
+        /** Inter-op threads (only effective before the engine loads); null keeps the default. */
+        public Integer interopThreads;
+        public int steps = 10;
+        public int warmup = 3;
+        public int hidden = 512;
+        public int layers = 4;
+        public int heads = 8;
+        public int kvHeads = 8;
+        public int intermediate = 1376;
+        public int vocab = 8000;
+        public int batch = 4;
+        public int seq = 128;
+
+        public Options only(String v) {
+            only = v;
+            return this;
+        }
+
+        public Options threads(Integer v) {
+            threads = v;
+            return this;
+        }
+
+        public Options interopThreads(Integer v) {
+            interopThreads = v;
+            return this;
+        }
+
+        public Options steps(int v) {
+            steps = v;
+            return this;
+        }
+
+        public Options warmup(int v) {
+            warmup = v;
+            return this;
+        }
+
+        /** Model and input shape. */
+        public Options preset(int hidden, int layers, int heads, int intermediate, int vocab, int batch, int seq) {
+            this.hidden = hidden;
+            this.layers = layers;
+            this.heads = heads;
+            this.kvHeads = heads;
+            this.intermediate = intermediate;
+            this.vocab = vocab;
+            this.batch = batch;
+            this.seq = seq;
+            return this;
+        }
+
+        LlamaConfig llamaConfig() {
+            return LlamaConfig.builder()
+                    .hiddenSize(hidden)
+                    .numHiddenLayers(layers)
+                    .numAttentionHeads(heads)
+                    .numKeyValueHeads(kvHeads)
+                    .intermediateSize(intermediate)
+                    .vocabSize(vocab)
+                    .maxPositionEmbeddings(Math.max(2048, seq))
+                    .build();
+        }
+
+        String describe() {
+            return "hidden=" + hidden + " layers=" + layers + " heads=" + heads + " kv_heads=" + kvHeads
+                    + " intermediate=" + intermediate + " vocab=" + vocab + " batch=" + batch + " seq=" + seq
+                    + " steps=" + steps + " warmup=" + warmup;
+        }
+    }
+
+    /** Runs the selected measurements, printing a {@code #} header and one line per measurement. */
+    public static List<Measurement> run(Options opts, PrintStream out) {
+        if (opts.only != null && !NAMES.contains(opts.only)) {
+            throw new IllegalArgumentException("unknown measurement '" + opts.only + "'; expected one of " + NAMES);
+        }
+        if (opts.steps < 1 || opts.warmup < 0) {
+            throw new IllegalArgumentException("steps must be >= 1 and warmup >= 0");
+        }
+        applyThreads(opts);
+        Engine engine = Torch.engine();
+        if (opts.threads != null) {
+            // The engine may have been loaded earlier with other settings; intra-op threads can change at any time.
+            JniUtils.setNumThreads(opts.threads);
+        }
+        String omp = System.getenv("OMP_WAIT_POLICY");
+        out.println("# peft4j bench threads=" + JniUtils.getNumThreads()
+                + " interop_threads=" + JniUtils.getNumInteropThreads()
+                + " OMP_WAIT_POLICY=" + (omp == null ? "unset" : omp)
+                + " cpus=" + Runtime.getRuntime().availableProcessors()
+                + " java=" + System.getProperty("java.version")
+                + " torch=" + engine.getVersion());
+        out.println("# " + opts.describe());
+        out.flush();
+        double processPeak = readStatusMb("VmHWM");
+        List<Measurement> results = new ArrayList<>();
+        for (String name : NAMES) {
+            if (opts.only != null && !opts.only.equals(name)) {
+                continue;
+            }
+            boolean reset = resetPeakRss();
+            Timings t;
+            try {
+                t = measure(opts, name);
+            } catch (ArithmeticException e) {
+                // A diverged step is a finding, not a reason to drop the other measurements.
+                out.println("# " + name + " FAILED: " + e.getMessage());
+                out.flush();
+                continue;
+            }
+            double hwm = readStatusMb("VmHWM");
+            processPeak = Math.max(processPeak, hwm);
+            Map<String, Double> extra = new LinkedHashMap<>();
+            extra.put("rss_mb", readStatusMb("VmRSS"));
+            if (reset) {
+                extra.put("run_peak_rss_mb", hwm);
+            }
+            double median = median(t.total);
+            if (t.fwd != null) {
+                extra.put("fwd_ms", median(t.fwd));
+                extra.put("bwd_ms", median(t.bwd));
+                extra.put("opt_ms", median(t.opt));
+            }
+            extra.put("min_ms", Arrays.stream(t.total).min().orElse(0));
+            extra.put("max_ms", Arrays.stream(t.total).max().orElse(0));
+            double tokensPerS = (double) opts.batch * opts.seq / (median / 1000.0);
+            Measurement m = new Measurement(name, median, tokensPerS, processPeak, extra);
+            results.add(m);
+            out.println(m.line());
+            out.flush();
+        }
+        return results;
+    }
+
+    private static Timings measure(Options opts, String name) {
+        return switch (name) {
+            case BASE_FORWARD -> forward(opts, Variant.BASE);
+            case LORA_QV_TRAIN -> train(opts, Variant.LORA_QV);
+            case LORA_ALL_LINEAR_TRAIN -> train(opts, Variant.LORA_ALL_LINEAR);
+            case FULL_FT_TRAIN -> train(opts, Variant.FULL);
+            case LORA_UNMERGED_FORWARD -> forward(opts, Variant.LORA_QV);
+            case LORA_MERGED_FORWARD -> forward(opts, Variant.LORA_QV_MERGED);
+            default -> throw new IllegalStateException(name);
+        };
+    }
+
+    /**
+     * Logits of a forward pass with the q,v LoRA adapter active (unmerged), then after {@code mergeAdapter()},
+     * on the tiny preset of {@code opts}; the adapter's B is randomised so the delta is not zero. For tests: the
+     * merged model must compute what the unmerged one does.
+     */
+    public static float[][] unmergedAndMergedLogits(Options opts) {
+        Torch.engine();
+        try (NDManager nd = Torch.newManager()) {
+            Torch.manualSeed(SEED);
+            Built b = build(nd, opts, Variant.LORA_QV);
+            ModelInput in = ModelInput.of(tokens(nd, opts));
+            float[] unmerged = logits(b, in);
+            b.peft().mergeAdapter();
+            float[] merged = logits(b, in);
+            return new float[][] {unmerged, merged};
+        }
+    }
+
+    // ---- measurements -------------------------------------------------------------------------------
+
+    private enum Variant { BASE, LORA_QV, LORA_QV_MERGED, LORA_ALL_LINEAR, FULL }
+
+    private record Timings(double[] total, double[] fwd, double[] bwd, double[] opt) {}
+
+    private static Timings forward(Options opts, Variant v) {
+        try (NDManager nd = Torch.newManager()) {
+            Torch.manualSeed(SEED);
+            Built b = build(nd, opts, v);
+            if (v == Variant.LORA_QV_MERGED) {
+                b.peft().mergeAdapter();
+            }
+            ModelInput in = ModelInput.of(tokens(nd, opts));
+            double[] total = new double[opts.steps];
+            try (NoGrad ignored = NoGrad.enter()) {
+                for (int i = -opts.warmup; i < opts.steps; i++) {
+                    long t0 = System.nanoTime();
+                    try (NDScope scope = new NDScope()) {
+                        scope.suppressNotUsedWarning();
+                        b.forward(in);
+                    }
+                    if (i >= 0) {
+                        total[i] = (System.nanoTime() - t0) / 1e6;
+                    }
+                }
+            }
+            return new Timings(total, null, null, null);
+        }
+    }
+
+    private static Timings train(Options opts, Variant v) {
+        try (NDManager nd = Torch.newManager()) {
+            Torch.manualSeed(SEED);
+            Built b = build(nd, opts, v);
+            (b.peft() != null ? b.peft() : b.model()).train(true);
+            NDArray ids = tokens(nd, opts);
+            ModelInput in = ModelInput.builder().inputIds(ids).labels(ids).build();
+            List<Param> params = b.trainable();
+            AdamW opt = AdamW.builder().lr(1e-4f).build();
+            double[] total = new double[opts.steps];
+            double[] fwd = new double[opts.steps];
+            double[] bwd = new double[opts.steps];
+            double[] optMs = new double[opts.steps];
+            for (int i = -opts.warmup; i < opts.steps; i++) {
+                long[] marks = new long[2];
+                // The optimizer iterates the parameters first thing: that instant ends the backward pass.
+                Collection<Param> timed = new AbstractCollection<>() {
+                    @Override
+                    public Iterator<Param> iterator() {
+                        if (marks[1] == 0) {
+                            marks[1] = System.nanoTime();
+                        }
+                        return params.iterator();
+                    }
+
+                    @Override
+                    public int size() {
+                        return params.size();
+                    }
+                };
+                long t0 = System.nanoTime();
+                try {
+                    TrainStep.run(() -> {
+                        NDArray loss = b.forward(in).loss();
+                        marks[0] = System.nanoTime();
+                        return loss;
+                    }, opt, timed);
+                } catch (ArithmeticException e) {
+                    throw new ArithmeticException(e.getMessage() + " (iteration " + (i + opts.warmup + 1) + " of "
+                            + (opts.warmup + opts.steps) + ")");
+                }
+                long t3 = System.nanoTime();
+                if (i >= 0) {
+                    total[i] = (t3 - t0) / 1e6;
+                    fwd[i] = (marks[0] - t0) / 1e6;
+                    bwd[i] = (marks[1] - marks[0]) / 1e6;
+                    optMs[i] = (t3 - marks[1]) / 1e6;
+                }
+            }
+            return new Timings(total, fwd, bwd, optMs);
+        }
+    }
+
+    /** The model under test: how to run it and what to train. {@code peft} is null for the plain model. */
+    private record Built(LlamaForCausalLM model, PeftModel peft, List<Param> trainable) {
+        ModelOutput forward(ModelInput in) {
+            return peft != null ? peft.forward(in) : model.forward(in);
+        }
+    }
+
+    private static Built build(NDManager nd, Options opts, Variant v) {
+        LlamaForCausalLM model = new LlamaForCausalLM(nd, opts.llamaConfig());
+        model.eval();
+        LoraConfig.Builder lora = LoraConfig.builder().r(16).loraAlpha(32).taskType(TaskType.CAUSAL_LM);
+        switch (v) {
+            case BASE:
+                model.requiresGrad(false);
+                return new Built(model, null, List.of());
+            case FULL:
+                model.requiresGrad(true);
+                return new Built(model, null, new ArrayList<>(model.namedParameters().values()));
+            default:
+                break;
+        }
+        PeftModel peft = PeftModel.getPeftModel(model, v == Variant.LORA_ALL_LINEAR
+                ? lora.targetModules(TargetModules.allLinear()).build()
+                : lora.targetModules("q_proj", "v_proj").build());
+        // Zero-initialised B would make the adapter a no-op (and merging trivially exact): randomise it.
+        for (Map.Entry<String, Param> e : peft.namedParameters().entrySet()) {
+            if (e.getKey().contains("lora_B")) {
+                Param p = e.getValue();
+                p.setData(nd.randomNormal(0f, 0.02f, p.shape(), DataType.FLOAT32));
+            }
+        }
+        return new Built(model, peft, peft.trainableParameters());
+    }
+
+    private static NDArray tokens(NDManager nd, Options opts) {
+        Random rnd = new Random(SEED);
+        long[] ids = new long[opts.batch * opts.seq];
+        for (int i = 0; i < ids.length; i++) {
+            ids[i] = rnd.nextInt(opts.vocab);
+        }
+        return nd.create(ids, new Shape(opts.batch, opts.seq));
+    }
+
+    private static float[] logits(Built peft, ModelInput in) {
+        try (NoGrad ignored = NoGrad.enter(); NDScope scope = new NDScope()) {
+            scope.suppressNotUsedWarning();
+            return peft.forward(in).logits().toFloatArray();
+        }
+    }
+
+    // ---- memory and stats -----------------------------------------------------------------------------
+
+    /** A field of {@code /proc/self/status} in MiB, or 0 where it is not available. */
+    static double readStatusMb(String field) {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+                if (line.startsWith(field + ":")) {
+                    String[] parts = line.substring(field.length() + 1).trim().split("\\s+");
+                    return Long.parseLong(parts[0]) / 1024.0;
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            return 0;
+        }
+        return 0;
+    }
+
+    /** Resets the kernel's peak-RSS mark ({@code echo 5 > /proc/self/clear_refs}); false where not allowed. */
+    static boolean resetPeakRss() {
+        if (Boolean.getBoolean("peft4j.bench.noResetPeak")) {
+            return false;
+        }
+        try {
+            Files.writeString(Path.of("/proc/self/clear_refs"), "5");
+            return true;
+        } catch (IOException | RuntimeException e) {
+            return false;
+        }
+    }
+
+    static double median(double[] xs) {
+        double[] s = xs.clone();
+        Arrays.sort(s);
+        int n = s.length;
+        return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+    }
+
+    private static String fmt(double v, int decimals) {
+        return String.format(Locale.ROOT, "%." + decimals + "f", v);
+    }
+
+    private static void applyThreads(Options opts) {
+        if (opts.threads != null) {
+            System.setProperty("ai.djl.pytorch.num_threads", Integer.toString(opts.threads));
+        }
+        if (opts.interopThreads != null) {
+            System.setProperty("ai.djl.pytorch.num_interop_threads", Integer.toString(opts.interopThreads));
+        }
+    }
+
+    /** Command line: {@code [--only NAME] [--threads N] [--interop N] [--steps N] [--warmup N]}. */
+    public static void main(String[] args) {
+        Options o = new Options();
+        for (int i = 0; i < args.length; i++) {
+            String a = args[i];
+            String val = i + 1 < args.length ? args[i + 1] : null;
+            switch (a) {
+                case "--only" -> o.only = val;
+                case "--threads" -> o.threads = Integer.parseInt(val);
+                case "--interop" -> o.interopThreads = Integer.parseInt(val);
+                case "--steps" -> o.steps = Integer.parseInt(val);
+                case "--warmup" -> o.warmup = Integer.parseInt(val);
+                default -> throw new IllegalArgumentException("unknown argument " + a);
+            }
+            i++;
+        }
+        run(o, System.out);
+    }
+}

@@ -1,0 +1,87 @@
+package io.peft4j.cli.bench;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+import java.util.List;
+import java.util.regex.Pattern;
+
+import org.junit.jupiter.api.Test;
+
+class BenchTest {
+    private static final Pattern LINE =
+            Pattern.compile("^[a-z-]+ median_ms=[0-9.]+ tokens_per_s=[0-9.]+ peak_rss_mb=[0-9.]+( .*)?$");
+
+    private static Bench.Options tiny() {
+        return new Bench.Options().preset(32, 1, 4, 64, 64, 2, 8).steps(2).warmup(1);
+    }
+
+    private static List<String> run(Bench.Options o, List<Bench.Measurement> sink) {
+        ByteArrayOutputStream buf = new ByteArrayOutputStream();
+        try (PrintStream ps = new PrintStream(buf, true, StandardCharsets.UTF_8)) {
+            sink.addAll(Bench.run(o, ps));
+        }
+        return Arrays.stream(buf.toString(StandardCharsets.UTF_8).split("\n"))
+                .filter(l -> !l.isBlank())
+                .toList();
+    }
+
+    @Test
+    void runsAllSixMeasurementsInOrderWithWellFormedLines() {
+        List<Bench.Measurement> ms = new java.util.ArrayList<>();
+        List<String> lines = run(tiny(), ms);
+        List<String> results = lines.stream().filter(l -> !l.startsWith("#")).toList();
+        assertThat(lines).allMatch(l -> l.startsWith("#") || LINE.matcher(l).matches());
+        assertThat(results).hasSize(6).allMatch(l -> LINE.matcher(l).matches());
+        assertThat(results.stream().map(l -> l.substring(0, l.indexOf(' '))).toList())
+                .containsExactly("base-forward", "lora-qv-train", "lora-all-linear-train", "full-ft-train",
+                        "lora-unmerged-forward", "lora-merged-forward");
+        assertThat(ms).extracting(Bench.Measurement::name).containsExactlyElementsOf(Bench.NAMES);
+        for (Bench.Measurement m : ms) {
+            assertThat(m.medianMs()).isPositive();
+            assertThat(m.tokensPerS()).isCloseTo(2 * 8 / (m.medianMs() / 1000.0),
+                    org.assertj.core.data.Percentage.withPercentage(0.01));
+            assertThat(m.peakRssMb()).isPositive();
+        }
+        // Train steps report their forward / backward / optimizer split.
+        assertThat(results.get(1)).contains(" fwd_ms=").contains(" bwd_ms=").contains(" opt_ms=");
+    }
+
+    @Test
+    void onlySelectsOneMeasurement() {
+        List<Bench.Measurement> ms = new java.util.ArrayList<>();
+        List<String> results = run(tiny().only("lora-qv-train"), ms).stream()
+                .filter(l -> !l.startsWith("#")).toList();
+        assertThat(results).hasSize(1);
+        assertThat(results.get(0)).startsWith("lora-qv-train median_ms=");
+        assertThat(ms).extracting(Bench.Measurement::name).containsExactly("lora-qv-train");
+    }
+
+    @Test
+    void rejectsUnknownMeasurement() {
+        assertThatThrownBy(() -> Bench.run(tiny().only("nope"), new PrintStream(new ByteArrayOutputStream())))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("nope");
+    }
+
+    @Test
+    void mergedForwardComputesWhatUnmergedDoes() {
+        float[][] l = Bench.unmergedAndMergedLogits(tiny());
+        assertThat(l[0]).hasSize(2 * 8 * 64);
+        assertThat(l[1]).hasSize(l[0].length);
+        float maxDiff = 0;
+        for (int i = 0; i < l[0].length; i++) {
+            maxDiff = Math.max(maxDiff, Math.abs(l[0][i] - l[1][i]));
+        }
+        assertThat(maxDiff).isLessThan(1e-4f);
+    }
+
+    @Test
+    void medianOfEvenAndOddCounts() {
+        assertThat(Bench.median(new double[] {3, 1, 2})).isEqualTo(2.0);
+        assertThat(Bench.median(new double[] {4, 1, 3, 2})).isEqualTo(2.5);
+    }
+}
