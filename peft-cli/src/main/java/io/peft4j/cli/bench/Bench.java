@@ -11,6 +11,7 @@ import io.peft4j.config.LoraConfig;
 import io.peft4j.config.TargetModules;
 import io.peft4j.config.TaskType;
 import io.peft4j.model.PeftModel;
+import io.peft4j.nn.F;
 import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.Param;
 import io.peft4j.nn.Torch;
@@ -81,15 +82,15 @@ public final class Bench {
             for (String k : EXTRA_ORDER) {
                 Double v = extra.get(k);
                 if (v != null) {
-                    sb.append(' ').append(k).append('=').append(fmt(v, k.endsWith("_mb") ? 0 : 1));
+                    sb.append(' ').append(k).append('=').append(fmt(v, k.endsWith("_mb") ? 0 : k.startsWith("x_") ? 2 : 1));
                 }
             }
             return sb.toString();
         }
     }
 
-    private static final List<String> EXTRA_ORDER =
-            List.of("rss_mb", "run_peak_rss_mb", "fwd_ms", "bwd_ms", "opt_ms", "min_ms", "max_ms");
+    private static final List<String> EXTRA_ORDER = List.of("rss_mb", "run_peak_rss_mb", "fwd_ms", "bwd_ms", "opt_ms",
+            "min_ms", "max_ms", "gflop", "floor_ms", "x_floor");
 
     /** Benchmark options; defaults are the reference preset (LLaMA 512 x 4 layers, batch 4 x 128). */
     public static final class Options {
@@ -189,6 +190,10 @@ public final class Bench {
                 + " java=" + System.getProperty("java.version")
                 + " torch=" + engine.getVersion());
         out.println("# " + opts.describe());
+        double gflops = gemmGflops(opts);
+        out.println("# gemm " + fmt(gflops, 1) + " GFLOP/s (a [" + opts.batch * opts.seq + "," + opts.hidden + "] x ["
+                + opts.hidden + "," + opts.intermediate + "] linear, this run): floor_ms = the step's matmul GFLOP at"
+                + " that rate, x_floor = median_ms / floor_ms");
         out.flush();
         double processPeak = readStatusMb("VmHWM");
         List<Measurement> results = new ArrayList<>();
@@ -221,6 +226,11 @@ public final class Bench {
             }
             extra.put("min_ms", Arrays.stream(t.total).min().orElse(0));
             extra.put("max_ms", Arrays.stream(t.total).max().orElse(0));
+            double gflop = stepGflop(opts, name);
+            double floor = gflop / gflops * 1000.0;
+            extra.put("gflop", gflop);
+            extra.put("floor_ms", floor);
+            extra.put("x_floor", median / floor);
             double tokensPerS = (double) opts.batch * opts.seq / (median / 1000.0);
             Measurement m = new Measurement(name, median, tokensPerS, processPeak, extra);
             results.add(m);
@@ -392,6 +402,50 @@ public final class Bench {
             scope.suppressNotUsedWarning();
             return peft.forward(in).logits().toFloatArray();
         }
+    }
+
+    // ---- the matmul floor -------------------------------------------------------------------------------
+
+    /** Peak GFLOP/s of one MLP-sized linear layer (no grad), the rate a step's matmuls could run at. */
+    static double gemmGflops(Options opts) {
+        long n = (long) opts.batch * opts.seq;
+        try (NDManager nd = Torch.newManager(); NoGrad ignored = NoGrad.enter()) {
+            Torch.manualSeed(SEED);
+            NDArray x = nd.randomNormal(new Shape(n, opts.hidden));
+            NDArray w = nd.randomNormal(new Shape(opts.intermediate, opts.hidden));
+            int reps = 50;
+            double[] ms = new double[reps];
+            for (int i = -10; i < reps; i++) {
+                long t0 = System.nanoTime();
+                F.linear(x, w, null).close();
+                if (i >= 0) {
+                    ms[i] = (System.nanoTime() - t0) / 1e6;
+                }
+            }
+            // The fastest repetition: a peak rate, so that noise from other tenants shows in x_floor, not in the floor.
+            return 2.0 * n * opts.hidden * opts.intermediate / (Arrays.stream(ms).min().orElseThrow() / 1000.0) / 1e9;
+        }
+    }
+
+    /**
+     * Matmul GFLOP of one step. A forward pass costs L (linear layers, lm_head included) + A (the two attention
+     * matmuls); backward costs 2A, plus L for the activation gradients and L more where every weight gets a
+     * gradient (full fine-tuning). LoRA's own matmuls are under 1% and left out.
+     */
+    static double stepGflop(Options opts, String name) {
+        double n = (double) opts.batch * opts.seq;
+        long headDim = opts.hidden / opts.heads;
+        double perToken = opts.layers * ((double) opts.hidden * opts.heads * headDim * 2
+                + 2.0 * opts.hidden * opts.kvHeads * headDim + 3.0 * opts.hidden * opts.intermediate)
+                + (double) opts.hidden * opts.vocab;
+        double linear = 2 * n * perToken;
+        double attn = opts.layers * 2 * (2.0 * opts.batch * opts.heads * opts.seq * opts.seq * headDim);
+        double flop = switch (name) {
+            case LORA_QV_TRAIN, LORA_ALL_LINEAR_TRAIN -> 2 * linear + 3 * attn;
+            case FULL_FT_TRAIN -> 3 * linear + 3 * attn;
+            default -> linear + attn;
+        };
+        return flop / 1e9;
     }
 
     // ---- memory and stats -----------------------------------------------------------------------------

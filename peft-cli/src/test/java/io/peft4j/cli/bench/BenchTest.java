@@ -84,4 +84,14 @@ class BenchTest {
         assertThat(Bench.median(new double[] {3, 1, 2})).isEqualTo(2.0);
         assertThat(Bench.median(new double[] {4, 1, 3, 2})).isEqualTo(2.5);
     }
+
+    @Test
+    void stepFlopsOfTheReferencePreset() {
+        // By hand: per token 4 layers x (q,k,v,o 4 x 512^2 + MLP 3 x 512 x 1376) + lm_head 512 x 8000 = 16,744,448
+        // MACs; x 2 x 512 tokens = 17.146 GFLOP; attention 4 x 2 x 2 x (4 x 8 x 128 x 128 x 64) = 0.537 GFLOP.
+        Bench.Options o = new Bench.Options();
+        assertThat(Bench.stepGflop(o, Bench.BASE_FORWARD)).isCloseTo(17.683, org.assertj.core.data.Offset.offset(0.001));
+        assertThat(Bench.stepGflop(o, Bench.LORA_QV_TRAIN)).isCloseTo(35.903, org.assertj.core.data.Offset.offset(0.001));
+        assertThat(Bench.stepGflop(o, Bench.FULL_FT_TRAIN)).isCloseTo(53.050, org.assertj.core.data.Offset.offset(0.001));
+    }
 }

@@ -18,7 +18,9 @@ public class RMSNorm extends Module {
     @Override
     public NDArray forward(NDArray x) {
         NDArray variance = x.square().mean(new int[] {-1}, true);
-        return x.div(F.add(variance, eps).sqrt()).mul(param("weight").data());
+        // The reciprocal is taken on the small [.., 1] tensor so the full-size op (and its backward) is a mul.
+        NDArray inv = F.scalar(variance, 1f).div(F.add(variance, eps).sqrt());
+        return x.mul(inv).mul(param("weight").data());
     }
 
     @Override

@@ -1,6 +1,8 @@
 package io.peft4j.nn.train;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.jni.JniUtils;
 import ai.djl.training.tracker.ParameterTracker;
@@ -78,15 +80,25 @@ public final class AdamW {
         }
     }
 
-    /** Global L2 norm of a set of gradients, computed in one pass of native reductions. */
+    /**
+     * Global L2 norm of a set of gradients: one native norm per tensor (no squared copy), combined natively,
+     * and a single read back to Java.
+     */
     static float globalNorm(List<NDArray> grads) {
-        double sum = 0;
-        for (NDArray g : grads) {
-            try (NDArray sq = g.square(); NDArray s = sq.sum()) {
-                sum += s.getFloat();
-            }
+        if (grads.isEmpty()) {
+            return 0f;
         }
-        return (float) Math.sqrt(sum);
+        NDList norms = new NDList(grads.size());
+        try {
+            for (NDArray g : grads) {
+                norms.add(g.norm());
+            }
+            try (NDArray all = NDArrays.stack(norms); NDArray total = all.norm()) {
+                return total.getFloat();
+            }
+        } finally {
+            norms.close();
+        }
     }
 
     /** Builder for {@link AdamW}; defaults follow {@code torch.optim.AdamW} except weight decay 0 (HF Trainer). */

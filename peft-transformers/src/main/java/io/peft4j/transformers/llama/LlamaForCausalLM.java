@@ -148,12 +148,18 @@ public class LlamaForCausalLM extends PreTrainedModel {
         return new ModelOutput(logits, loss, out.hiddenStates(), out.presentKeyValues());
     }
 
-    /** Next-token cross-entropy as transformers computes it: position t predicts label t+1, -100 ignored. */
+    /**
+     * Next-token cross-entropy as transformers computes it: position t predicts label t+1, -100 ignored.
+     * The labels are shifted instead of the logits (the last position gets -100): the same mean, without
+     * a sliced copy of the logits and the zero-filled full-size gradient its backward would allocate.
+     */
     static NDArray causalLmLoss(NDArray logits, NDArray labels) {
         long vocab = logits.getShape().get(2);
-        NDArray shiftLogits = logits.get(":, :-1, :").reshape(-1, vocab);
-        NDArray shiftLabels = labels.get(":, 1:").reshape(-1);
-        return F.crossEntropy(shiftLogits, shiftLabels, -100);
+        long batch = labels.getShape().get(0);
+        NDArray ids = labels.toType(DataType.INT64, false);
+        NDArray pad = ids.getManager().full(new Shape(batch, 1), -100L);
+        NDArray shiftLabels = ids.get(":, 1:").concat(pad, 1).reshape(-1);
+        return F.crossEntropy(logits.reshape(-1, vocab), shiftLabels, -100);
     }
 
     private void initWeights(NDManager manager, double std) {
@@ -213,7 +219,7 @@ public class LlamaForCausalLM extends PreTrainedModel {
                     ? input.positionIds()
                     : nd.arange(pastLen, total).toType(DataType.INT64, false).reshape(1, seq);
             LlamaRotaryEmbedding rotary = (LlamaRotaryEmbedding) child("rotary_emb");
-            NDArray[] cosSin = rotary.cosSin(positions);
+            Rope rope = rotary.rope(positions, (float) (1.0 / Math.sqrt(cfg.headDim())));
             NDArray mask = causalMask(nd, input.attentionMask(), batch, seq, pastLen);
 
             List<NDArray> hiddenStates = input.outputHiddenStates() ? new ArrayList<>() : null;
@@ -224,7 +230,7 @@ public class LlamaForCausalLM extends PreTrainedModel {
                 }
                 LlamaDecoderLayer layer = (LlamaDecoderLayer) layers.get(i);
                 NDArray[] kv = new NDArray[2];
-                hidden = layer.forward(hidden, cosSin[0], cosSin[1], mask, past == null ? null : past.get(i), kv);
+                hidden = layer.forward(hidden, rope, mask, past == null ? null : past.get(i), kv);
                 present.add(kv);
             }
             hidden = call("norm", hidden);
@@ -278,10 +284,9 @@ public class LlamaForCausalLM extends PreTrainedModel {
          * @param past {@code {key, value}} cached for this layer or null
          * @param presentOut receives this layer's full {@code {key, value}} (past and new)
          */
-        public NDArray forward(NDArray x, NDArray cos, NDArray sin, NDArray mask, NDArray[] past,
-                               NDArray[] presentOut) {
+        public NDArray forward(NDArray x, Rope rope, NDArray mask, NDArray[] past, NDArray[] presentOut) {
             LlamaAttention attn = (LlamaAttention) child("self_attn");
-            NDArray h = x.add(attn.forward(call("input_layernorm", x), cos, sin, mask, past, presentOut));
+            NDArray h = x.add(attn.forward(call("input_layernorm", x), rope, mask, past, presentOut));
             return h.add(call("mlp", call("post_attention_layernorm", h)));
         }
     }
@@ -303,17 +308,13 @@ public class LlamaForCausalLM extends PreTrainedModel {
             registerModule("o_proj", new Linear(manager, (long) numHeads * headDim, h, cfg.outputProjBias()));
         }
 
-        public NDArray forward(NDArray x, NDArray cos, NDArray sin, NDArray mask, NDArray[] past,
-                               NDArray[] presentOut) {
+        public NDArray forward(NDArray x, Rope rope, NDArray mask, NDArray[] past, NDArray[] presentOut) {
             long b = x.getShape().get(0);
             long t = x.getShape().get(1);
-            NDArray q = call("q_proj", x).reshape(b, t, numHeads, headDim).transpose(0, 2, 1, 3);
-            NDArray k = call("k_proj", x).reshape(b, t, numKvHeads, headDim).transpose(0, 2, 1, 3);
+            // RoPE runs in the projections' own [B, T, heads, D] layout; the softmax scale rides on q's cos/sin.
+            NDArray q = rope.apply(call("q_proj", x).reshape(b, t, numHeads, headDim), true).transpose(0, 2, 1, 3);
+            NDArray k = rope.apply(call("k_proj", x).reshape(b, t, numKvHeads, headDim), false).transpose(0, 2, 1, 3);
             NDArray v = call("v_proj", x).reshape(b, t, numKvHeads, headDim).transpose(0, 2, 1, 3);
-            NDArray c = cos.expandDims(1);
-            NDArray s = sin.expandDims(1);
-            q = q.mul(c).add(rotateHalf(q).mul(s));
-            k = k.mul(c).add(rotateHalf(k).mul(s));
             if (past != null) {
                 k = past[0].concat(k, 2);
                 v = past[1].concat(v, 2);
@@ -324,18 +325,9 @@ public class LlamaForCausalLM extends PreTrainedModel {
             }
             NDArray kr = repeatKv(k);
             NDArray vr = repeatKv(v);
-            NDArray scores = F.div(q.matMul(kr.transpose(0, 1, 3, 2)), (float) Math.sqrt(headDim)).add(mask);
-            NDArray probs = scores.softmax(-1);
+            NDArray probs = q.matMul(kr.transpose(0, 1, 3, 2)).add(mask).softmax(-1);
             NDArray out = probs.matMul(vr).transpose(0, 2, 1, 3).reshape(b, t, (long) numHeads * headDim);
             return call("o_proj", out);
-        }
-
-        /** {@code cat(-x2, x1)} over the halves of the last axis. */
-        static NDArray rotateHalf(NDArray x) {
-            long half = x.getShape().getLastDimension() / 2;
-            NDArray x1 = x.get("..., :" + half);
-            NDArray x2 = x.get("..., " + half + ":");
-            return x2.neg().concat(x1, -1);
         }
 
         /** Query head h reads key/value head h / (heads / kv_heads), like transformers' {@code repeat_kv}. */
@@ -367,6 +359,22 @@ public class LlamaForCausalLM extends PreTrainedModel {
     }
 
     /**
+     * cos and sign-folded sin factors, {@code [B or 1, T, 1, head_dim]}, for keys and (scaled) for queries.
+     * transformers computes {@code x * cos + rotate_half(x) * sin} with {@code rotate_half(x) = cat(-x2, x1)};
+     * here the halves are swapped by a flip and the minus sign lives in {@code sin}: the same numbers, but
+     * no slices, whose backward allocates and fills full-size zero gradients.
+     */
+    public record Rope(NDArray cos, NDArray sin, NDArray cosQ, NDArray sinQ) {
+        /** Rotates {@code x} of shape {@code [B, T, heads, head_dim]}. */
+        NDArray apply(NDArray x, boolean query) {
+            Shape s = x.getShape();
+            long d = s.get(3);
+            NDArray swapped = x.reshape(s.get(0), s.get(1), s.get(2), 2, d / 2).flip(3).reshape(s);
+            return x.mul(query ? cosQ : cos).add(swapped.mul(query ? sinQ : sin));
+        }
+    }
+
+    /**
      * RoPE frequencies. {@code inv_freq} is a non-persistent buffer (not in checkpoints); cos/sin are
      * recomputed per call from the position ids, which is cheap and leaves no cached tensors to manage.
      */
@@ -390,13 +398,22 @@ public class LlamaForCausalLM extends PreTrainedModel {
             registerBuffer("inv_freq", invFreq, false);
         }
 
-        /** {@code {cos, sin}}, each {@code [B or 1, T, head_dim]}. */
-        public NDArray[] cosSin(NDArray positionIds) {
+        /**
+         * The rotation for these positions; {@code qScale} (the attention's 1/sqrt(head_dim)) is folded into
+         * the query's factors.
+         */
+        public Rope rope(NDArray positionIds, float qScale) {
             NDArray invFreq = buffer("inv_freq").data();
             NDArray pos = positionIds.toType(DataType.FLOAT32, false).expandDims(-1);
             NDArray freqs = pos.mul(invFreq);
-            NDArray emb = freqs.concat(freqs, -1);
-            return new NDArray[] {emb.cos(), emb.sin()};
+            NDArray emb = freqs.concat(freqs, -1).expandDims(2);
+            long half = invFreq.getShape().get(0);
+            NDManager nd = emb.getManager();
+            NDArray sign = nd.full(new Shape(half), -1f).concat(nd.ones(new Shape(half)));
+            NDArray cos = emb.cos();
+            NDArray sin = emb.sin().mul(sign);
+            NDArray scale = F.scalar(cos, qScale);
+            return new Rope(cos, sin, cos.mul(scale), sin.mul(scale));
         }
 
         /** transformers' {@code _compute_llama3_parameters}, in float32 like the original. */
