@@ -90,10 +90,42 @@ public class PeftModel extends Module implements AutoCloseable {
             }
             c = withField(c, "base_model_name_or_path", p.nameOrPath());
         }
+        return create(model, c, adapterName);
+    }
+
+    /** The task type picks the subclass; classification tasks first get peft's automatic modules_to_save. */
+    private static PeftModel create(Module model, PeftConfig config, String adapterName) {
+        PeftConfig c = withTaskModulesToSave(config);
         if (c.taskType() == TaskType.CAUSAL_LM) {
             return new PeftModelForCausalLM(model, c, adapterName);
         }
+        if (c.taskType() == TaskType.SEQ_CLS) {
+            return new PeftModelForSequenceClassification(model, c, adapterName);
+        }
         return new PeftModel(model, c, adapterName);
+    }
+
+    /**
+     * peft appends {@code ["classifier", "score"]} (SEQ_CLS, TOKEN_CLS) or {@code ["qa_outputs"]} (QUESTION_ANS)
+     * to the config's {@code modules_to_save}, duplicates included, so a saved config reads as peft's does.
+     */
+    static PeftConfig withTaskModulesToSave(PeftConfig config) {
+        List<String> heads = switch (config.taskType() == null ? "" : config.taskType().name()) {
+            case "SEQ_CLS", "TOKEN_CLS" -> List.of("classifier", "score");
+            case "QUESTION_ANS" -> List.of("qa_outputs");
+            default -> List.of();
+        };
+        ObjectNode node = config.toJsonNode();
+        if (heads.isEmpty() || !node.has("modules_to_save")) {
+            return config;
+        }
+        com.fasterxml.jackson.databind.node.ArrayNode list = node.putArray("modules_to_save");
+        com.fasterxml.jackson.databind.JsonNode old = config.toJsonNode().get("modules_to_save");
+        if (old != null && old.isArray()) {
+            old.forEach(list::add);
+        }
+        heads.forEach(list::add);
+        return PeftConfig.fromJsonNode(node, config.sourceName());
     }
 
     /**
@@ -106,9 +138,7 @@ public class PeftModel extends Module implements AutoCloseable {
     public static PeftModel fromPretrained(Module model, Path dir, String adapterName, boolean isTrainable) {
         PeftConfig config = PeftConfig.fromPretrained(dir);
         config = withField(config, "inference_mode", !isTrainable);
-        PeftModel peft = config.taskType() == TaskType.CAUSAL_LM
-                ? new PeftModelForCausalLM(model, config, adapterName)
-                : new PeftModel(model, config, adapterName);
+        PeftModel peft = create(model, config, adapterName);
         peft.loadWeights(dir, adapterName);
         if (!isTrainable) {
             peft.eval();
@@ -158,7 +188,7 @@ public class PeftModel extends Module implements AutoCloseable {
             throw new IllegalArgumentException("Cannot combine adapters with different peft types. Found "
                     + configs.get(activeAdapter).peftType() + " and " + config.peftType() + ".");
         }
-        ((BaseTuner<PeftConfig>) tuner()).injectAdapter(adapterName, config);
+        ((BaseTuner<PeftConfig>) tuner()).injectAdapter(adapterName, withTaskModulesToSave(config));
         configs.put(adapterName, tuner().peftConfig().get(adapterName));
     }
 

@@ -20,17 +20,64 @@ import java.util.function.BiConsumer;
  * <p>Parents call children through {@link #child(String)} at call time, so replacing a child (how PEFT
  * injects adapters) is always honoured.
  */
-public abstract class Module {
-    private final Map<String, Module> children = new LinkedHashMap<>();
-    private final Map<String, Param> params = new LinkedHashMap<>();
-    private final Map<String, Param> buffers = new LinkedHashMap<>();
-    private final Set<String> nonPersistent = new LinkedHashSet<>();
+public abstract class Module implements Cloneable {
+    // Not final: deepCopy() gives each copy its own maps.
+    private Map<String, Module> children = new LinkedHashMap<>();
+    private Map<String, Param> params = new LinkedHashMap<>();
+    private Map<String, Param> buffers = new LinkedHashMap<>();
+    private Set<String> nonPersistent = new LinkedHashSet<>();
     private boolean training = true;
 
     /** Single-tensor forward; layers override it. */
     public NDArray forward(NDArray input) {
         throw new UnsupportedOperationException(getClass().getSimpleName() + " has no single-input forward");
     }
+
+    /**
+     * A copy of this subtree with copied tensors (same manager, same requires-grad flags), like
+     * {@code copy.deepcopy(module)}; parameters shared inside the subtree stay shared in the copy. Subclasses
+     * whose own fields hold mutable state must override {@link #copyState(Module)}.
+     */
+    public Module deepCopy() {
+        return copy(new IdentityHashMap<>(), new IdentityHashMap<>());
+    }
+
+    private Module copy(IdentityHashMap<Module, Module> modules, IdentityHashMap<Param, Param> tensors) {
+        Module done = modules.get(this);
+        if (done != null) {
+            return done;
+        }
+        Module c;
+        try {
+            c = (Module) super.clone();
+        } catch (CloneNotSupportedException e) {
+            throw new AssertionError(e);
+        }
+        modules.put(this, c);
+        c.children = new LinkedHashMap<>();
+        children.forEach((k, m) -> c.children.put(k, m.copy(modules, tensors)));
+        c.params = copyParams(params, tensors);
+        c.buffers = copyParams(buffers, tensors);
+        c.nonPersistent = new LinkedHashSet<>(nonPersistent);
+        copyState(c);
+        return c;
+    }
+
+    private static Map<String, Param> copyParams(Map<String, Param> from, IdentityHashMap<Param, Param> tensors) {
+        Map<String, Param> out = new LinkedHashMap<>();
+        from.forEach((k, p) -> out.put(k, tensors.computeIfAbsent(p, q -> {
+            NDArray copy;
+            // Under no-grad the copy is a fresh leaf, not a node of the original's graph.
+            try (NoGrad ignored = NoGrad.enter()) {
+                copy = q.data().duplicate();
+            }
+            return new Param(copy, q.requiresGrad());
+        })));
+        return out;
+    }
+
+    /** Hook for subclasses with mutable fields of their own: give {@code copy} independent state. */
+    protected void copyState(Module copy) {}
 
     // ---- registration -------------------------------------------------------------------------------
 

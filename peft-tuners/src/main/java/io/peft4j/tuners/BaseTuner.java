@@ -48,6 +48,11 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
     /** Extra checks when adding a second adapter. */
     protected void checkNewAdapterConfig(C config) {}
 
+    /** The config's {@code modules_to_save} (whole modules trained and saved next to the adapter); null if none. */
+    protected List<String> modulesToSave(C config) {
+        return null;
+    }
+
     /** Bias mode of a config ("none", "all", "lora_only"-style); methods without biases return "none". */
     protected String biasMode(C config) {
         return "none";
@@ -93,7 +98,7 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
         LinkedHashMap<String, Module> modules = model.namedModules();
         List<String> insideTuner = new ArrayList<>();
         for (Map.Entry<String, Module> e : modules.entrySet()) {
-            if (e.getValue() instanceof TunerLayer) {
+            if (e.getValue() instanceof TunerLayer || e.getValue() instanceof ModulesToSaveWrapper) {
                 insideTuner.add(e.getKey() + ".");
             }
         }
@@ -122,6 +127,7 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
                 targetedModuleNames.add(key);
             }
         }
+        wrapModulesToSave(adapterName, modulesToSave(prepared), insideTuner);
         if (activeAdapters.isEmpty()) {
             activeAdapters.add(adapterName);
         }
@@ -135,6 +141,45 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
                 t.adapterParameters(adapterName).values().forEach(p -> p.requiresGrad(false));
             }
         }
+    }
+
+    /**
+     * peft's {@code _set_trainable}: every module whose path ends with (plain string suffix, as peft tests it)
+     * one of {@code names} gets a {@link ModulesToSaveWrapper} with a copy for this adapter.
+     */
+    private void wrapModulesToSave(String adapterName, List<String> names, List<String> insideTuner) {
+        if (names == null || names.isEmpty()) {
+            return;
+        }
+        Module model = model();
+        for (String key : new ArrayList<>(model.namedModules().keySet())) {
+            if (key.isEmpty() || insideTuner.stream().anyMatch(key::startsWith) || names.stream().noneMatch(key::endsWith)) {
+                continue;
+            }
+            Module target = model.getSubmodule(key);
+            if (target instanceof ModulesToSaveWrapper w) {
+                w.update(adapterName);
+            } else {
+                model.setSubmodule(key, new ModulesToSaveWrapper(target, adapterName));
+            }
+            insideTuner.add(key + ".");
+        }
+    }
+
+    /** Every modules-to-save wrapper by path relative to {@link #model()}. */
+    public LinkedHashMap<String, ModulesToSaveWrapper> modulesToSaveWrappers() {
+        LinkedHashMap<String, ModulesToSaveWrapper> out = new LinkedHashMap<>();
+        model().namedModules().forEach((k, m) -> {
+            if (m instanceof ModulesToSaveWrapper w) {
+                out.put(k, w);
+            }
+        });
+        return out;
+    }
+
+    private boolean inferenceMode(String adapter) {
+        C c = configs.get(adapter);
+        return c == null || c.inferenceMode();
     }
 
     private String noMatchMessage(C config, Map<String, Module> modules, boolean anyExcluded) {
@@ -185,6 +230,12 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
                 p.requiresGrad(false);
             }
         }
+        for (ModulesToSaveWrapper w : modulesToSaveWrappers().values()) {
+            String a = w.activeAdapter();
+            if (a != null && activeAdapters.contains(a)) {
+                w.setAdapter(a, inferenceMode(a));
+            }
+        }
         for (String adapter : activeAdapters) {
             C config = configs.get(adapter);
             String bias = biasMode(config);
@@ -224,6 +275,9 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
             }
             t.setAdapter(names, names.stream().allMatch(n -> configs.get(n).inferenceMode()));
         }
+        for (ModulesToSaveWrapper w : modulesToSaveWrappers().values()) {
+            w.setAdapter(names.get(0), inferenceMode(names.get(0)));
+        }
         activeAdapters.clear();
         activeAdapters.addAll(names);
     }
@@ -241,6 +295,9 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
         }
         for (TunerLayer t : tunerLayers().values()) {
             t.enableAdapters(enabled, inference);
+        }
+        for (ModulesToSaveWrapper w : modulesToSaveWrappers().values()) {
+            w.enableAdapters(enabled, inference);
         }
     }
 
@@ -295,6 +352,10 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
             }
             model.setSubmodule(e.getKey(), t.getBaseLayer());
         }
+        // The trained head replaces the wrapper (peft keeps the active copy, or the original if none).
+        for (Map.Entry<String, ModulesToSaveWrapper> e : modulesToSaveWrappers().entrySet()) {
+            model.setSubmodule(e.getKey(), e.getValue().activeModule());
+        }
         if (model instanceof PreTrainedModel p) {
             untieIfNeeded(p);
         }
@@ -324,6 +385,9 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
         for (TunerLayer t : tunerLayers().values()) {
             t.deleteAdapter(adapterName);
         }
+        for (ModulesToSaveWrapper w : modulesToSaveWrappers().values()) {
+            w.deleteAdapter(adapterName);
+        }
         if (activeAdapters.remove(adapterName)) {
             List<String> remaining = new ArrayList<>(configs.keySet());
             Collections.sort(remaining);
@@ -349,6 +413,13 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
             String layerPath = pathPrefix + "model." + e.getKey();
             for (Map.Entry<String, Param> p : e.getValue().adapterParameters(adapterName).entrySet()) {
                 out.put(removeAdapterName(layerPath + "." + p.getKey(), adapterName), p.getValue());
+            }
+        }
+        for (Map.Entry<String, ModulesToSaveWrapper> e : modulesToSaveWrappers().entrySet()) {
+            String path = pathPrefix + "model." + e.getKey();
+            Module copy = e.getValue().copyOf(adapterName);
+            if (copy != null) {
+                copy.namedStateEntries().forEach((k, p) -> out.put(path + "." + k, p));
             }
         }
         if ("all".equals(bias)) {

@@ -31,12 +31,8 @@ public final class TargetMatcher {
         if (exclude != null && matchesListOrRegex(exclude, key)) {
             return Match.EXCLUDED;
         }
-        if (modulesToSave != null) {
-            for (String m : modulesToSave) {
-                if (Pattern.compile("(^|.*\\.)" + m + "($|\\..*)").matcher(key).matches()) {
-                    return Match.EXCLUDED;
-                }
-            }
+        if (modulesToSave != null && insideModuleToSave(modulesToSave, key)) {
+            return Match.EXCLUDED;
         }
         if (targets == null) {
             return Match.UNMATCHED;
@@ -55,6 +51,23 @@ public final class TargetMatcher {
             }
         }
         return Match.MATCHED;
+    }
+
+    /**
+     * A module to save, or inside one. peft tests {@code key.endswith(name)} as a plain string suffix, so
+     * {@code "classifier"} also selects {@code "pre_classifier"}.
+     */
+    static boolean insideModuleToSave(List<String> modulesToSave, String key) {
+        for (String prefix = key; !prefix.isEmpty(); ) {
+            for (String m : modulesToSave) {
+                if (prefix.endsWith(m)) {
+                    return true;
+                }
+            }
+            int dot = prefix.lastIndexOf('.');
+            prefix = dot < 0 ? "" : prefix.substring(0, dot);
+        }
+        return false;
     }
 
     private static boolean matchesListOrRegex(TargetModules t, String key) {

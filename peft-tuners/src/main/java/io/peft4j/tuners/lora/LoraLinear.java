@@ -26,15 +26,10 @@ import java.util.Map;
  * LoRA around a {@link Linear} or GPT-2 {@link Conv1D}: {@code y = base(x) + B(A(dropout(x))) * scaling} per
  * active adapter, with {@code A: (r, in)} and {@code B: (out, r)} stored as bias-free Linear layers.
  */
-public final class LoraLinear extends TunerLayer {
-    private static final List<String> ADAPTER_LAYERS =
-            List.of("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector");
-
+public final class LoraLinear extends LoraLayer {
     private final long inFeatures;
     private final long outFeatures;
     private final boolean fanInFanOut;
-    private final Map<String, Double> scaling = new HashMap<>();
-    private final Map<String, Integer> ranks = new HashMap<>();
     private final Map<String, Boolean> loraBias = new HashMap<>();
 
     /**
@@ -57,11 +52,6 @@ public final class LoraLinear extends TunerLayer {
         return m instanceof Linear || m instanceof Conv1D;
     }
 
-    @Override
-    public List<String> adapterLayerNames() {
-        return ADAPTER_LAYERS;
-    }
-
     public long inFeatures() {
         return inFeatures;
     }
@@ -72,19 +62,6 @@ public final class LoraLinear extends TunerLayer {
 
     public boolean fanInFanOut() {
         return fanInFanOut;
-    }
-
-    public double scaling(String adapter) {
-        return scaling.get(adapter);
-    }
-
-    public int rank(String adapter) {
-        return ranks.get(adapter);
-    }
-
-    /** Sets the scale of an adapter to {@code multiplier * alpha / r} (or {@code / sqrt(r)} with rsLoRA). */
-    public void setScaling(String adapter, double value) {
-        scaling.put(adapter, value);
     }
 
     private ModuleDict dict(String name) {
@@ -154,6 +131,7 @@ public final class LoraLinear extends TunerLayer {
     }
 
     /** {@code transpose(B @ A, fan_in_fan_out) * scaling}, shaped like the base weight. */
+    @Override
     public NDArray deltaWeight(String adapter) {
         NDArray a = ((Linear) dict("lora_A").get(adapter)).weight().data();
         NDArray b = ((Linear) dict("lora_B").get(adapter)).weight().data();
@@ -165,81 +143,19 @@ public final class LoraLinear extends TunerLayer {
     }
 
     @Override
-    public void merge(boolean safe, List<String> adapterNames) {
-        List<String> names = adapterNames == null ? new ArrayList<>(activeAdapters()) : adapterNames;
-        Param w = baseLayer().param("weight");
-        Param bias = baseLayer().paramOrNull("bias");
-        for (String adapter : names) {
-            if (!dict("lora_A").containsKey(adapter) || mergedAdapters.contains(adapter)) {
-                continue;
-            }
-            try (NoGrad ng = NoGrad.enter(); NDScope scope = new NDScope()) {
-                scope.suppressNotUsedWarning();
-                NDArray mergedW = w.data().add(deltaWeight(adapter));
-                NDArray mergedB = null;
-                Linear b = (Linear) dict("lora_B").get(adapter);
-                if (loraBias.get(adapter) && bias != null) {
-                    mergedB = bias.data().add(b.bias().data().mul(scaling.get(adapter).floatValue()));
-                }
-                if (safe) {
-                    requireFinite(mergedW, adapter, "weight");
-                    if (mergedB != null) {
-                        requireFinite(mergedB, adapter, "bias");
-                    }
-                }
-                w.setData(mergedW);
-                if (mergedB != null) {
-                    bias.setData(mergedB);
-                }
-            }
-            mergedAdapters.add(adapter);
-        }
+    protected boolean hasAdapter(String adapter) {
+        return dict("lora_A").containsKey(adapter);
     }
 
     @Override
-    public void validateMerge(List<String> adapterNames) {
-        List<String> names = adapterNames == null ? new ArrayList<>(activeAdapters()) : adapterNames;
-        NDArray w = baseLayer().param("weight").data();
-        for (String adapter : names) {
-            if (!dict("lora_A").containsKey(adapter) || mergedAdapters.contains(adapter)) {
-                continue;
-            }
-            try (NoGrad ng = NoGrad.enter(); NDScope scope = new NDScope()) {
-                scope.suppressNotUsedWarning();
-                requireFinite(w.add(deltaWeight(adapter)), adapter, "weight");
-            }
-        }
-    }
-
-    private static void requireFinite(NDArray merged, String adapter, String what) {
-        boolean bad = merged.isNaN().any().getBoolean() || merged.isInfinite().any().getBoolean();
-        if (bad) {
-            throw new IllegalStateException("NaNs detected in the merged " + what + "s. The adapter '" + adapter
-                    + "' seems to be broken");
-        }
-    }
-
-    @Override
-    public void unmerge() {
-        Param w = baseLayer().param("weight");
-        Param bias = baseLayer().paramOrNull("bias");
-        while (!mergedAdapters.isEmpty()) {
-            String adapter = mergedAdapters.remove(mergedAdapters.size() - 1);
-            try (NoGrad ng = NoGrad.enter(); NDScope scope = new NDScope()) {
-                scope.suppressNotUsedWarning();
-                w.setData(w.data().sub(deltaWeight(adapter)));
-                Linear b = (Linear) dict("lora_B").get(adapter);
-                if (loraBias.get(adapter) && bias != null) {
-                    bias.setData(bias.data().sub(b.bias().data().mul(scaling.get(adapter).floatValue())));
-                }
-            }
-        }
+    protected NDArray deltaBias(String adapter) {
+        Linear b = (Linear) dict("lora_B").get(adapter);
+        return loraBias.get(adapter) ? b.bias().data().mul(scaling.get(adapter).floatValue()) : null;
     }
 
     @Override
     protected void onAdapterDeleted(String adapter) {
-        scaling.remove(adapter);
-        ranks.remove(adapter);
+        super.onAdapterDeleted(adapter);
         loraBias.remove(adapter);
     }
 }

@@ -20,7 +20,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
-/** The LoRA injector: wraps every targeted Linear / Conv1D in a {@link LoraLinear}. */
+/** The LoRA injector: wraps every targeted Linear / Conv1D in a {@link LoraLinear}, an Embedding in a {@link LoraEmbedding}. */
 public final class LoraModel extends BaseTuner<LoraConfig> {
     private static final Logger LOG = LoggerFactory.getLogger(LoraModel.class);
 
@@ -93,6 +93,11 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
     }
 
     @Override
+    protected List<String> modulesToSave(LoraConfig config) {
+        return config.modulesToSave();
+    }
+
+    @Override
     protected String biasMode(LoraConfig config) {
         return config.bias().value();
     }
@@ -111,6 +116,18 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
         if (c.useDora()) {
             throw new UnsupportedOperationException("use_dora=true is not supported yet by peft4j (module "
                     + currentKey + ")");
+        }
+        if (target instanceof LoraEmbedding existing) {
+            existing.updateLayer(adapterName, r, alpha.doubleValue(), c.loraDropout(), c.initLoraWeights(),
+                    c.useRslora(), c.loraBias());
+            return;
+        }
+        if (LoraEmbedding.supports(target)) {
+            LoraEmbedding layer = new LoraEmbedding(target);
+            layer.updateLayer(adapterName, r, alpha.doubleValue(), c.loraDropout(), c.initLoraWeights(),
+                    c.useRslora(), c.loraBias());
+            parent.setChild(targetName, layer);
+            return;
         }
         LoraLinear layer;
         if (target instanceof LoraLinear existing) {
@@ -131,7 +148,7 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
             parent.setChild(targetName, layer);
         } else {
             throw new IllegalArgumentException("Target module " + currentKey + " (" + target.getClass().getSimpleName()
-                    + ") is not supported. Currently, only `Linear` and GPT-2 `Conv1D` are supported.");
+                    + ") is not supported. Currently, only `Linear`, `Embedding` and GPT-2 `Conv1D` are supported.");
         }
         layer.updateLayer(adapterName, r, alpha.doubleValue(), c.loraDropout(), c.initLoraWeights(),
                 c.useRslora(), c.loraBias());
