@@ -44,7 +44,7 @@ final class LogitsCommand implements Callable<Integer> {
             PreTrainedModel runModel = base;
             PeftModel peft = null;
             if (adapter != null) {
-                peft = PeftModel.fromPretrained(base, adapter);
+                peft = PeftModel.fromPretrained(base, HfModels.resolveAdapter(adapter.toString()));
                 if (merge) {
                     runModel = (PreTrainedModel) peft.mergeAndUnload();
                     peft = null;

@@ -30,7 +30,7 @@ final class MergeCommand implements Callable<Integer> {
         Cli.requireDir(adapter, "adapter");
         Path modelDir = HfModels.resolve(model);
         try (PreTrainedModel base = HfModels.fromPretrained(model)) {
-            PeftModel peft = PeftModel.fromPretrained(base, adapter);
+            PeftModel peft = PeftModel.fromPretrained(base, HfModels.resolveAdapter(adapter.toString()));
             PreTrainedModel merged = (PreTrainedModel) peft.mergeAndUnload(safe, null);
             HfModels.savePretrained(merged, out);
         }

@@ -54,41 +54,60 @@ public final class HfModels {
 
     /** A local directory, or the snapshot of a repo id in the HF cache; fails listing where it looked. */
     public static Path resolve(String dirOrRepoId) throws IOException {
+        return resolve(dirOrRepoId, "config.json", "Hugging Face model");
+    }
+
+    /** Like {@link #resolve(String)} for a peft adapter ({@code adapter_config.json}). */
+    public static Path resolveAdapter(String dirOrRepoId) throws IOException {
+        return resolve(dirOrRepoId, "adapter_config.json", "peft adapter");
+    }
+
+    private static Path resolve(String dirOrRepoId, String marker, String what) throws IOException {
         Path direct = Paths.get(dirOrRepoId);
         if (Files.isDirectory(direct)) {
-            if (!Files.isRegularFile(direct.resolve("config.json"))) {
-                throw new IOException(direct + ": not a Hugging Face model directory (no config.json)");
+            if (!Files.isRegularFile(direct.resolve(marker))) {
+                throw new IOException(direct + ": not a " + what + " directory (no " + marker + ")");
             }
             return direct;
         }
-        if (dirOrRepoId.matches("[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")) {
+        // "org/name" or a bare name such as "gpt2" (cached as models--gpt2).
+        if (dirOrRepoId.matches("[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?") && !dirOrRepoId.startsWith(".")) {
             Path cache = hubCache();
             Path repo = cache.resolve("models--" + dirOrRepoId.replace("/", "--"));
             Path snapshot = snapshotIn(cache, dirOrRepoId);
             if (snapshot != null) {
+                if (!Files.isRegularFile(snapshot.resolve(marker))) {
+                    throw new IOException(snapshot + ": cached snapshot of '" + dirOrRepoId + "' has no " + marker);
+                }
                 return snapshot;
             }
-            throw new IOException("'" + dirOrRepoId + "' is neither a directory nor a model in the local Hugging Face"
-                    + " cache (looked in " + repo + "); peft4j never downloads: fetch it with `huggingface-cli "
-                    + "download " + dirOrRepoId + "` first");
+            throw new IOException("'" + dirOrRepoId + "' is neither a directory nor a repo in the local Hugging Face"
+                    + " cache (looked in " + direct.toAbsolutePath() + " and " + repo + "; the cache is $HF_HUB_CACHE, "
+                    + "else $HF_HOME/hub, else ~/.cache/huggingface/hub); peft4j never downloads: fetch it with "
+                    + "`huggingface-cli download " + dirOrRepoId + "` first");
         }
         throw new IOException(dirOrRepoId + ": no such directory");
     }
 
     static Path hubCache() {
-        String hubCache = System.getenv("HF_HUB_CACHE");
+        return hubCache(System.getenv(), System.getProperty("user.home"));
+    }
+
+    /** huggingface_hub's rule: {@code $HF_HUB_CACHE}, else {@code $HF_HOME/hub}, else {@code ~/.cache/huggingface/hub}. */
+    static Path hubCache(Map<String, String> env, String userHome) {
+        String hubCache = env.get("HF_HUB_CACHE");
         if (hubCache != null && !hubCache.isBlank()) {
             return Paths.get(hubCache);
         }
-        String home = System.getenv("HF_HOME");
+        String home = env.get("HF_HOME");
         if (home != null && !home.isBlank()) {
             return Paths.get(home, "hub");
         }
-        return Paths.get(System.getProperty("user.home"), ".cache", "huggingface", "hub");
+        return Paths.get(userHome, ".cache", "huggingface", "hub");
     }
 
-    /** The snapshot directory of {@code repoId} in a hub cache directory, or null. */
-    static Path snapshotIn(Path cache, String repoId) throws IOException {
+    /** The snapshot directory of {@code repoId} in a hub cache directory ({@code refs/main} first), or null. */
+    public static Path snapshotIn(Path cache, String repoId) throws IOException {
         return snapshotOf(cache.resolve("models--" + repoId.replace("/", "--")));
     }
 

@@ -7,6 +7,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Map;
 import java.nio.file.Paths;
 
 import static org.assertj.core.api.Assertions.assertThat;
@@ -34,6 +35,36 @@ class HfModelsTest {
         Files.writeString(snap.resolve("config.json"), "{\"model_type\": \"llama\"}");
         assertThat(HfModels.snapshotIn(tmp, "acme/tiny")).isEqualTo(snap);
         assertThat(HfModels.snapshotIn(tmp, "acme/other")).isNull();
+    }
+
+    @Test
+    void cacheLocationFollowsHuggingfaceHubRules() {
+        assertThat(HfModels.hubCache(Map.of("HF_HUB_CACHE", "/a/hub", "HF_HOME", "/b"), "/home/u"))
+                .isEqualTo(Path.of("/a/hub"));
+        assertThat(HfModels.hubCache(Map.of("HF_HOME", "/b"), "/home/u")).isEqualTo(Path.of("/b/hub"));
+        assertThat(HfModels.hubCache(Map.of(), "/home/u")).isEqualTo(Path.of("/home/u/.cache/huggingface/hub"));
+    }
+
+    @Test
+    void refsMainPicksTheSnapshotAndBareNamesResolve(@TempDir Path tmp) throws Exception {
+        Path repo = tmp.resolve("models--gpt2");
+        Files.createDirectories(repo.resolve("snapshots/aaa"));
+        Files.createDirectories(repo.resolve("snapshots/zzz"));
+        Files.createDirectories(repo.resolve("refs"));
+        Files.writeString(repo.resolve("refs/main"), "zzz");
+        assertThat(HfModels.snapshotIn(tmp, "gpt2")).isEqualTo(repo.resolve("snapshots/zzz"));
+        Files.writeString(repo.resolve("refs/main"), "aaa");
+        assertThat(HfModels.snapshotIn(tmp, "gpt2")).isEqualTo(repo.resolve("snapshots/aaa"));
+        assertThat(HfModels.snapshotIn(tmp, "acme/absent")).isNull();
+    }
+
+    @Test
+    void adapterDirectoriesNeedAnAdapterConfig(@TempDir Path tmp) throws Exception {
+        assertThatThrownBy(() -> HfModels.resolveAdapter(tmp.toString())).hasMessageContaining("no adapter_config.json");
+        Files.writeString(tmp.resolve("adapter_config.json"), "{}");
+        assertThat(HfModels.resolveAdapter(tmp.toString())).isEqualTo(tmp);
+        assertThatThrownBy(() -> HfModels.resolveAdapter("acme/not-cached-adapter"))
+                .hasMessageContaining("never downloads").hasMessageContaining("models--acme--not-cached-adapter");
     }
 
     @Test
