@@ -121,12 +121,11 @@ public class Gpt2Model extends Module {
      * @return {@code [B, T]} int64
      */
     public static NDArray positionIdsFromAttentionMask(NDArray attentionMask) {
+        // Integer bookkeeping, never differentiated: scalar ops are safe here.
         NDArray keep = attentionMask.neq(0).toType(DataType.INT64, false);
-        NDArray cum = keep.cumSum(1);
+        NDArray cum = keep.cumSum(1).toType(DataType.INT64, false);
         // keep ? cum - 1 : 1  ==  keep * (cum - 2) + 1
-        NDArray two = attentionMask.getManager().full(new Shape(), 2L);
-        NDArray one = attentionMask.getManager().full(new Shape(), 1L);
-        return keep.mul(cum.sub(two)).add(one);
+        return keep.mul(cum.sub(2)).add(1).toType(DataType.INT64, false);
     }
 
     /**

@@ -60,7 +60,7 @@ final class Gpt2TestSupport {
     }
 
     /** Row {@code [r]} of a row-major {@code [rows, cols]} array. */
-    static float[] row(float[] all, int r, int cols) {
+    static float[] rowOf(float[] all, int r, int cols) {
         return Arrays.copyOfRange(all, r * cols, (r + 1) * cols);
     }
 }
