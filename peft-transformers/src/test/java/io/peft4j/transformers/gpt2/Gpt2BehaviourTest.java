@@ -193,6 +193,26 @@ class Gpt2BehaviourTest {
     }
 
     @Test
+    void greedyGenerationWithTheCacheMatchesFullRecomputation() {
+        long[] prompt = Arrays.copyOf(ids[0], 4);
+        long[] generated = io.peft4j.transformers.Generation.greedy(model, prompt, 6, null);
+        assertThat(generated).hasSize(10).startsWith(prompt);
+        long[] seq = prompt.clone();
+        for (int step = 0; step < 6; step++) {
+            float[] last = rowOf(model.forward(ModelInput.of(row(seq))).logits().toFloatArray(), seq.length - 1, vocab);
+            int best = 0;
+            for (int v = 1; v < vocab; v++) {
+                if (last[v] > last[best]) {
+                    best = v;
+                }
+            }
+            seq = Arrays.copyOf(seq, seq.length + 1);
+            seq[seq.length - 1] = best;
+        }
+        assertThat(generated).containsExactly(seq);
+    }
+
+    @Test
     void tooLongSequenceFailsClearly() {
         long[] tokens = new long[65];
         assertThatThrownBy(() -> model.forward(ModelInput.of(row(tokens))))

@@ -55,4 +55,43 @@ class Gpt2TrainingTest {
                     .containsExactly(model.getParameter("transformer.wte.weight").data().toFloatArray());
         }
     }
+
+    @Test
+    void sequenceClassificationTrainsThroughThePooledToken() {
+        Torch.manualSeed(5);
+        Gpt2Config cfg = Gpt2Config.builder().vocabSize(20).nPositions(16).nEmbd(32).nLayer(2).nHead(4)
+                .padTokenId(0).numLabels(3).build();
+        try (NDManager nd = Torch.newManager()) {
+            Gpt2ForSequenceClassification model = new Gpt2ForSequenceClassification(nd, cfg);
+            model.train(true);
+            // Right-padded rows: the label depends on the last real token, which pooling must find.
+            long[] tokens = {
+                4, 5, 1, 0, 0, 0,
+                7, 2, 9, 3, 2, 0,
+                6, 6, 3, 0, 0, 0,
+                8, 5, 1, 4, 4, 1};
+            long[] mask = new long[tokens.length];
+            for (int i = 0; i < tokens.length; i++) {
+                mask[i] = tokens[i] == 0 ? 0 : 1;
+            }
+            NDArray ids = nd.create(tokens, new Shape(4, 6));
+            NDArray attn = nd.create(mask, new Shape(4, 6));
+            NDArray labels = nd.create(new long[] {1, 2, 0, 1}, new Shape(4));
+            AdamW opt = AdamW.builder().lr(0.01f).build();
+            Collection<Param> params = model.namedParameters().values();
+            float first = 0;
+            float last = 0;
+            for (int step = 0; step < 20; step++) {
+                TrainStep.Result r = TrainStep.run(() -> model.forward(ModelInput.builder().inputIds(ids)
+                        .attentionMask(attn).labels(labels).build()).loss(), opt, params);
+                assertThat(r.gradNorm()).isPositive().isFinite();
+                if (step == 0) {
+                    first = r.loss();
+                }
+                last = r.loss();
+            }
+            System.out.printf("gpt2 seq-cls training loss %.4f -> %.4f%n", first, last);
+            assertThat(last).isLessThan(first * 0.5f);
+        }
+    }
 }
