@@ -18,6 +18,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.function.Predicate;
+import java.util.function.UnaryOperator;
 
 /** Loading transformers checkpoints into a module tree by name, and exporting its state for saving. */
 public final class Checkpoints {
@@ -37,23 +38,38 @@ public final class Checkpoints {
      */
     public static void loadSafetensors(Module model, Path dirOrFile, NDManager manager, Predicate<String> ignore,
                                        Set<String> optional) throws IOException {
+        loadSafetensors(model, dirOrFile, manager, ignore, optional, UnaryOperator.identity());
+    }
+
+    /**
+     * As {@link #loadSafetensors(Module, Path, NDManager, Predicate, Set)}, with checkpoint names mapped to
+     * model names first, for checkpoints saved under another layout (e.g. GPT-2's bare {@code h.0.attn...}
+     * keys for a model that has them under {@code transformer.}). {@code ignore} and unexpected keys see the
+     * checkpoint's own names; missing keys are model names.
+     *
+     * @param rename checkpoint name to model name
+     */
+    public static void loadSafetensors(Module model, Path dirOrFile, NDManager manager, Predicate<String> ignore,
+                                       Set<String> optional, UnaryOperator<String> rename) throws IOException {
         LinkedHashMap<String, Param> own = model.namedStateEntries();
         try (ShardedSafetensors st = ShardedSafetensors.open(dirOrFile)) {
             List<String> unexpected = new ArrayList<>();
-            List<String> toLoad = new ArrayList<>();
+            // model name -> checkpoint name
+            LinkedHashMap<String, String> toLoad = new LinkedHashMap<>();
             for (String name : st.names()) {
                 if (ignore.test(name)) {
                     continue;
                 }
-                if (own.containsKey(name)) {
-                    toLoad.add(name);
+                String target = rename.apply(name);
+                if (own.containsKey(target) && !toLoad.containsKey(target)) {
+                    toLoad.put(target, name);
                 } else {
                     unexpected.add(name);
                 }
             }
             List<String> missing = new ArrayList<>();
             for (String name : own.keySet()) {
-                if (!st.contains(name) && !optional.contains(name)) {
+                if (!toLoad.containsKey(name) && !optional.contains(name)) {
                     missing.add(name);
                 }
             }
@@ -61,10 +77,11 @@ public final class Checkpoints {
                 throw new IllegalArgumentException(dirOrFile + ": checkpoint does not match the model: missing keys "
                         + missing + ", unexpected keys " + unexpected);
             }
-            for (String name : toLoad) {
+            for (Map.Entry<String, String> e : toLoad.entrySet()) {
+                String name = e.getValue();
                 TensorInfo info = st.info(name);
                 Shape got = new Shape(info.shape());
-                Shape want = own.get(name).shape();
+                Shape want = own.get(e.getKey()).shape();
                 if (!got.equals(want)) {
                     throw new IllegalArgumentException(dirOrFile + ": size mismatch for '" + name
                             + "': checkpoint has shape " + got + ", model expects " + want);
@@ -74,9 +91,9 @@ public final class Checkpoints {
                             + info.dtype() + ", expected a floating-point type");
                 }
             }
-            for (String name : toLoad) {
-                Param p = own.get(name);
-                NDArray raw = st.toNDArray(name, manager);
+            for (Map.Entry<String, String> e : toLoad.entrySet()) {
+                Param p = own.get(e.getKey());
+                NDArray raw = st.toNDArray(e.getValue(), manager);
                 DataType target = p.data().getDataType();
                 NDArray data = raw;
                 if (raw.getDataType() != target) {
