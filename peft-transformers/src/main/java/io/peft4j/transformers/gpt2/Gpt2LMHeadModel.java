@@ -1,5 +1,7 @@
 package io.peft4j.transformers.gpt2;
 
+import io.peft4j.transformers.CausalLm;
+
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
@@ -132,21 +134,8 @@ public class Gpt2LMHeadModel extends PreTrainedModel {
         Gpt2Model transformer = (Gpt2Model) child("transformer");
         Gpt2Model.Output out = transformer.forward(input);
         NDArray logits = call("lm_head", out.lastHidden());
-        NDArray loss = input.labels() == null ? null : causalLmLoss(logits, input.labels());
+        NDArray loss = input.labels() == null ? null : CausalLm.loss(logits, input.labels());
         return new ModelOutput(logits, loss, out.hiddenStates(), out.presentKeyValues());
     }
 
-    /**
-     * Next-token cross-entropy as transformers computes it: position t predicts label t+1, -100 ignored.
-     * The labels are shifted instead of the logits (the last position gets -100): the same mean, without
-     * a sliced copy of the logits and the zero-filled full-size gradient its backward would allocate.
-     */
-    static NDArray causalLmLoss(NDArray logits, NDArray labels) {
-        long vocab = logits.getShape().get(2);
-        long batch = labels.getShape().get(0);
-        NDArray ids = labels.toType(DataType.INT64, false);
-        NDArray pad = ids.getManager().full(new Shape(batch, 1), -100L);
-        NDArray shiftLabels = ids.get(":, 1:").concat(pad, 1).reshape(-1);
-        return F.crossEntropy(logits.reshape(-1, vocab), shiftLabels, -100);
-    }
 }

@@ -16,6 +16,7 @@ import io.peft4j.nn.layers.LayerNorm;
 import io.peft4j.nn.layers.Linear;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.safetensors.ShardedSafetensors;
+import io.peft4j.transformers.CausalLm;
 import io.peft4j.transformers.Checkpoints;
 
 import java.io.IOException;
@@ -39,8 +40,6 @@ import java.util.regex.Pattern;
  * replaced by an adapter wrapper is honoured. Call {@link #forward(ModelInput)} inside an {@code NDScope}.
  */
 public class Gpt2Model extends Module {
-    /** transformers fills masked attention scores with {@code torch.finfo(float32).min}. */
-    static final float MASK_MIN = -Float.MAX_VALUE;
 
     /** Causal-mask buffers of old checkpoints ({@code h.N.attn.bias}, {@code h.N.attn.masked_bias}): not weights. */
     private static final Pattern LEGACY_BUFFER = Pattern.compile("(^|.*\\.)h\\.\\d+\\.attn\\.(bias|masked_bias)");
@@ -91,7 +90,7 @@ public class Gpt2Model extends Module {
             positions = nd.arange(pastLen, total).toType(DataType.INT64, false).reshape(1, seq);
         }
         NDArray hidden = call("drop", embeds.add(call("wpe", positions)));
-        NDArray mask = causalMask(nd, input.attentionMask(), batch, seq, pastLen);
+        NDArray mask = CausalLm.attentionMask(nd, input.attentionMask(), batch, seq, pastLen);
 
         List<NDArray> hiddenStates = input.outputHiddenStates() ? new ArrayList<>() : null;
         List<NDArray[]> present = new ArrayList<>(blocks.size());
@@ -128,26 +127,6 @@ public class Gpt2Model extends Module {
         return keep.mul(cum.sub(2)).add(1).toType(DataType.INT64, false);
     }
 
-    /**
-     * Additive mask {@code [B or 1, 1, T, past+T]}: 0 where a query may attend, float32 min elsewhere. A
-     * left-padded query row is fully masked; with a finite minimum its softmax is uniform and finite, as in
-     * transformers on CPU.
-     */
-    static NDArray causalMask(NDManager nd, NDArray attentionMask, long batch, long seq, long pastLen) {
-        long total = pastLen + seq;
-        NDArray qPos = nd.arange(pastLen, total).toType(DataType.INT64, false).reshape(seq, 1);
-        NDArray kPos = nd.arange(0, total).toType(DataType.INT64, false).reshape(1, total);
-        NDArray allowed = kPos.lte(qPos).reshape(1, 1, seq, total);
-        if (attentionMask != null) {
-            Shape ms = attentionMask.getShape();
-            if (ms.dimension() != 2 || ms.get(0) != batch || ms.get(1) != total) {
-                throw new IllegalArgumentException("attention_mask must have shape (" + batch + ", " + total
-                        + ") = (batch, past + seq), got " + ms);
-            }
-            allowed = allowed.logicalAnd(attentionMask.neq(0).reshape(batch, 1, 1, total));
-        }
-        return allowed.logicalNot().toType(DataType.FLOAT32, false).mul(MASK_MIN);
-    }
 
     /**
      * transformers' {@code GPT2PreTrainedModel._init_weights} over a whole model: linear, Conv1D and

@@ -16,6 +16,7 @@ import io.peft4j.nn.model.ModelConfig;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.transformers.CausalLm;
 import io.peft4j.transformers.Checkpoints;
 
 import java.io.IOException;
@@ -38,8 +39,6 @@ import java.util.Set;
  * an adapter wrapper is honoured. Call {@link #forward(ModelInput)} inside an {@code NDScope}.
  */
 public class LlamaForCausalLM extends PreTrainedModel {
-    /** transformers fills masked attention scores with {@code torch.finfo(float32).min}. */
-    static final float MASK_MIN = -Float.MAX_VALUE;
 
     private final LlamaConfig cfg;
 
@@ -143,24 +142,11 @@ public class LlamaForCausalLM extends PreTrainedModel {
         NDArray logits = call("lm_head", out.lastHidden());
         NDArray loss = null;
         if (input.labels() != null) {
-            loss = causalLmLoss(logits, input.labels());
+            loss = CausalLm.loss(logits, input.labels());
         }
         return new ModelOutput(logits, loss, out.hiddenStates(), out.presentKeyValues());
     }
 
-    /**
-     * Next-token cross-entropy as transformers computes it: position t predicts label t+1, -100 ignored.
-     * The labels are shifted instead of the logits (the last position gets -100): the same mean, without
-     * a sliced copy of the logits and the zero-filled full-size gradient its backward would allocate.
-     */
-    static NDArray causalLmLoss(NDArray logits, NDArray labels) {
-        long vocab = logits.getShape().get(2);
-        long batch = labels.getShape().get(0);
-        NDArray ids = labels.toType(DataType.INT64, false);
-        NDArray pad = ids.getManager().full(new Shape(batch, 1), -100L);
-        NDArray shiftLabels = ids.get(":, 1:").concat(pad, 1).reshape(-1);
-        return F.crossEntropy(logits.reshape(-1, vocab), shiftLabels, -100);
-    }
 
     private void initWeights(NDManager manager, double std) {
         for (Module m : namedModules().values()) {
@@ -220,7 +206,7 @@ public class LlamaForCausalLM extends PreTrainedModel {
                     : nd.arange(pastLen, total).toType(DataType.INT64, false).reshape(1, seq);
             LlamaRotaryEmbedding rotary = (LlamaRotaryEmbedding) child("rotary_emb");
             Rope rope = rotary.rope(positions, (float) (1.0 / Math.sqrt(cfg.headDim())));
-            NDArray mask = causalMask(nd, input.attentionMask(), batch, seq, pastLen);
+            NDArray mask = CausalLm.attentionMask(nd, input.attentionMask(), batch, seq, pastLen);
 
             List<NDArray> hiddenStates = input.outputHiddenStates() ? new ArrayList<>() : null;
             List<NDArray[]> present = new ArrayList<>(layers.size());
@@ -241,27 +227,6 @@ public class LlamaForCausalLM extends PreTrainedModel {
             return new Output(hidden, hiddenStates, present);
         }
 
-        /**
-         * Additive mask {@code [B or 1, 1, T, past+T]}: 0 where a query may attend, float32 min elsewhere.
-         * A left-padded query row is fully masked; with a finite minimum its softmax is uniform and finite,
-         * as in transformers' sdpa path on CPU.
-         */
-        static NDArray causalMask(NDManager nd, NDArray attentionMask, long batch, long seq, long pastLen) {
-            long total = pastLen + seq;
-            NDArray qPos = nd.arange(pastLen, total).toType(DataType.INT64, false).reshape(seq, 1);
-            NDArray kPos = nd.arange(0, total).toType(DataType.INT64, false).reshape(1, total);
-            NDArray allowed = kPos.lte(qPos).reshape(1, 1, seq, total);
-            if (attentionMask != null) {
-                Shape ms = attentionMask.getShape();
-                if (ms.dimension() != 2 || ms.get(0) != batch || ms.get(1) != total) {
-                    throw new IllegalArgumentException("attention_mask must have shape (" + batch + ", " + total
-                            + ") = (batch, past + seq), got " + ms);
-                }
-                NDArray keep = attentionMask.neq(0).reshape(batch, 1, 1, total);
-                allowed = allowed.logicalAnd(keep);
-            }
-            return allowed.logicalNot().toType(DataType.FLOAT32, false).mul(MASK_MIN);
-        }
     }
 
     /** Pre-norm block: {@code x + attn(norm(x))}, then {@code x + mlp(norm(x))}. */
