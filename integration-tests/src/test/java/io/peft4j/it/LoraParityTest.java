@@ -17,6 +17,7 @@ import io.peft4j.nn.safetensors.SafetensorsFile;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 import java.nio.file.Files;
@@ -30,13 +31,18 @@ import java.util.TreeSet;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-/** LoRA on LLaMA against real HF peft 0.13.2 outputs. */
+/** LoRA on LLaMA, GPT-2 and BERT against real HF peft 0.13.2 outputs. */
 class LoraParityTest {
-    static final String[] CASES = {"llama-lora", "llama-lora-gaussian", "llama-rslora", "llama-lora-all-linear",
-            "llama-lora-patterns"};
+    /** Every LoRA case of the reference set on a model peft4j implements. */
+    static List<String> cases() {
+        return List.of("llama-lora", "llama-lora-gaussian", "llama-rslora", "llama-lora-all-linear",
+                "llama-lora-patterns", "gpt2-lora", "gpt2-lora-gaussian", "gpt2-rslora",
+                "gpt2-lora-embed-fan-in-fan-out");
+    }
 
-    static PreTrainedModel base() throws Exception {
-        return HfModels.fromPretrained(Reference.model("llama"));
+    /** The reference base model of a case ({@code gpt2-rslora -> models/gpt2}). */
+    static PreTrainedModel base(String name) throws Exception {
+        return HfModels.fromPretrained(Reference.model(name.substring(0, name.indexOf('-'))).toString());
     }
 
     static float[] logits(Module model) throws Exception {
@@ -51,10 +57,9 @@ class LoraParityTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"llama-lora", "llama-lora-gaussian", "llama-rslora", "llama-lora-all-linear",
-            "llama-lora-patterns"})
+    @MethodSource("cases")
     void hfAdapterReproducesLogitsAndMergedLogits(String name) throws Exception {
-        try (PreTrainedModel model = base()) {
+        try (PreTrainedModel model = base(name)) {
             float[] baseLogits = logits(model);
             PeftModel peft = PeftModel.fromPretrained(model, Reference.adapter(name));
             float[] ref = Reference.tensor(name, "logits");
@@ -72,11 +77,10 @@ class LoraParityTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"llama-lora", "llama-lora-gaussian", "llama-rslora", "llama-lora-all-linear",
-            "llama-lora-patterns"})
+    @MethodSource("cases")
     void trainableParametersLineEqualsHf(String name) throws Exception {
         JsonNode manifest = Reference.manifest(name);
-        try (PreTrainedModel model = base()) {
+        try (PreTrainedModel model = base(name)) {
             PeftConfig cfg = PeftConfig.fromPretrained(Reference.adapter(name));
             ObjectNode json = cfg.toJsonNode();
             json.put("inference_mode", false);
@@ -87,8 +91,7 @@ class LoraParityTest {
 
     /** An adapter built in Java with the case's settings saves what HF saved: names, shapes, config fields. */
     @ParameterizedTest
-    @ValueSource(strings = {"llama-lora", "llama-lora-gaussian", "llama-rslora", "llama-lora-all-linear",
-            "llama-lora-patterns"})
+    @MethodSource("cases")
     void savedAdapterHasHfNamesShapesAndConfig(String name, @TempDir Path tmp) throws Exception {
         JsonNode hf = Reference.JSON.readTree(Reference.adapter(name).resolve("adapter_config.json").toFile());
         LoraConfig.Builder b = LoraConfig.builder()
@@ -117,8 +120,8 @@ class LoraParityTest {
         b.rankPattern(ranks).alphaPattern(alphas);
 
         Path dir = tmp.resolve("out");
-        try (PreTrainedModel model = base()) {
-            model.setNameOrPath("models/llama");
+        try (PreTrainedModel model = base(name)) {
+            model.setNameOrPath("models/" + name.substring(0, name.indexOf('-')));
             PeftModel peft = PeftModel.getPeftModel(model, b.build());
             peft.saveAdapter(dir);
         }
@@ -137,15 +140,16 @@ class LoraParityTest {
         }
     }
 
-    @Test
-    void mergedModelSavesLikeTransformers(@TempDir Path tmp) throws Exception {
+    @ParameterizedTest
+    @ValueSource(strings = {"llama-lora", "gpt2-lora"})
+    void mergedModelSavesLikeTransformers(String name, @TempDir Path tmp) throws Exception {
         Path out = tmp.resolve("merged");
-        try (PreTrainedModel model = base()) {
-            PeftModel peft = PeftModel.fromPretrained(model, Reference.adapter("llama-lora"));
+        try (PreTrainedModel model = base(name)) {
+            PeftModel peft = PeftModel.fromPretrained(model, Reference.adapter(name));
             PreTrainedModel merged = (PreTrainedModel) peft.mergeAndUnload();
             HfModels.savePretrained(merged, out);
         }
-        Path ref = Reference.root().resolve("merged/llama-lora/model.safetensors");
+        Path ref = Reference.root().resolve("merged/" + name + "/model.safetensors");
         try (SafetensorsFile ours = SafetensorsFile.open(out.resolve("model.safetensors"));
              SafetensorsFile theirs = SafetensorsFile.open(ref)) {
             assertThat(new TreeSet<>(ours.names())).isEqualTo(new TreeSet<>(theirs.names()));
@@ -154,9 +158,10 @@ class LoraParityTest {
             }
         }
         try (PreTrainedModel reloaded = HfModels.fromPretrained(out)) {
-            Reference.assertClose(logits(reloaded), Reference.tensor("llama-lora", "merged_logits"), "reloaded merged");
+            Reference.assertClose(logits(reloaded), Reference.tensor(name, "merged_logits"), "reloaded merged");
         }
-        assertThat(Files.readString(out.resolve("config.json"))).contains("\"model_type\" : \"llama\"");
+        String type = name.substring(0, name.indexOf('-'));
+        assertThat(Files.readString(out.resolve("config.json"))).contains("\"model_type\" : \"" + type + "\"");
     }
 
     private static Map<String, List<Long>> shapes(Path file) throws Exception {

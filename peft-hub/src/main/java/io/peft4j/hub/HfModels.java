@@ -6,6 +6,10 @@ import io.peft4j.nn.model.ModelConfig;
 import io.peft4j.nn.model.PreTrainedModel;
 import io.peft4j.nn.safetensors.ShardedSafetensors;
 import io.peft4j.nn.safetensors.TensorData;
+import io.peft4j.config.TaskType;
+import io.peft4j.transformers.gpt2.Gpt2ForSequenceClassification;
+import io.peft4j.transformers.gpt2.Gpt2LMHeadModel;
+import io.peft4j.transformers.llama.LlamaConfig;
 import io.peft4j.transformers.llama.LlamaForCausalLM;
 
 import java.io.IOException;
@@ -16,34 +20,87 @@ import java.nio.file.Paths;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
 
 /**
  * Loads and saves Hugging Face model directories ({@code config.json} + {@code model.safetensors} or a
  * sharded index). The one place that maps {@code model_type} to a model class. Local files only.
  */
 public final class HfModels {
-    /** model types served by the LLaMA-family implementation. */
-    private static final List<String> LLAMA_FAMILY = List.of("llama", "mistral", "qwen2");
     /** Merged models larger than this are written as shards, like transformers' default. */
     public static final long DEFAULT_MAX_SHARD_BYTES = 5L * 1024 * 1024 * 1024;
 
+    /** Loads one architecture from a directory. */
+    @FunctionalInterface
+    private interface Loader {
+        PreTrainedModel load(Path dir) throws IOException;
+    }
+
+    /** One supported {@code model_type}: its classes by head, by transformers' architecture name. */
+    private record Family(Loader causalLm, Loader seqCls, Map<String, Loader> byArchitecture) {}
+
+    private static final Map<String, Family> FAMILIES = new TreeMap<>();
+
+    static {
+        Family llama = new Family(LlamaForCausalLM::fromPretrained, null,
+                Map.of("LlamaForCausalLM", LlamaForCausalLM::fromPretrained,
+                        "MistralForCausalLM", LlamaForCausalLM::fromPretrained,
+                        "Qwen2ForCausalLM", LlamaForCausalLM::fromPretrained));
+        for (String t : LlamaConfig.MODEL_TYPES) {
+            FAMILIES.put(t, llama);
+        }
+        FAMILIES.put("gpt2", new Family(Gpt2LMHeadModel::fromPretrained, Gpt2ForSequenceClassification::fromPretrained,
+                Map.of("GPT2LMHeadModel", Gpt2LMHeadModel::fromPretrained,
+                        "GPT2ForSequenceClassification", Gpt2ForSequenceClassification::fromPretrained)));
+    }
+
     private HfModels() {}
+
+    /** The {@code model_type}s peft4j can load. */
+    public static List<String> supportedModelTypes() {
+        return List.copyOf(FAMILIES.keySet());
+    }
 
     /**
      * Loads a model from a directory, or from the local Hugging Face cache by repo id
-     * ({@code models--ORG--NAME/snapshots/REV/}).
+     * ({@code models--ORG--NAME/snapshots/REV/}); the class is the one named in {@code architectures}.
      */
     public static PreTrainedModel fromPretrained(String dirOrRepoId) throws IOException {
+        return fromPretrained(dirOrRepoId, null);
+    }
+
+    /**
+     * Loads a model with the head a task needs, like transformers' {@code AutoModelFor...}: {@code CAUSAL_LM} and
+     * {@code SEQ_CLS} pick that head whatever {@code architectures} says (a missing head's weights are
+     * initialised, with a warning); null follows {@code architectures}.
+     */
+    public static PreTrainedModel fromPretrained(String dirOrRepoId, TaskType task) throws IOException {
         Path dir = resolve(dirOrRepoId);
-        ModelConfig config = ModelConfig.read(dir.resolve("config.json"));
+        Path configFile = dir.resolve("config.json");
+        ModelConfig config = ModelConfig.read(configFile);
         String type = config.modelType();
-        PreTrainedModel model;
-        if (type != null && LLAMA_FAMILY.contains(type)) {
-            model = LlamaForCausalLM.fromPretrained(dir);
-        } else {
-            throw new IllegalArgumentException(dir.resolve("config.json") + ": model_type '" + type
-                    + "' is not supported yet (supported: " + LLAMA_FAMILY + ")");
+        Family family = type == null ? null : FAMILIES.get(type);
+        if (family == null) {
+            throw new IllegalArgumentException(configFile + ": model_type " + (type == null ? "is missing"
+                    : "'" + type + "' is not supported") + " (supported: " + String.join(", ", FAMILIES.keySet()) + ")");
         }
+        Loader loader = null;
+        if (task == TaskType.CAUSAL_LM) {
+            loader = family.causalLm();
+        } else if (task == TaskType.SEQ_CLS) {
+            loader = family.seqCls();
+        } else if (task == null) {
+            String arch = config.architectures().isEmpty() ? null : config.architectures().get(0);
+            loader = arch == null ? null : family.byArchitecture().get(arch);
+            if (loader == null) {
+                loader = family.causalLm() != null ? family.causalLm() : family.seqCls();
+            }
+        }
+        if (loader == null) {
+            throw new IllegalArgumentException(configFile + ": model_type '" + type + "' has no " + task
+                    + " model in peft4j yet");
+        }
+        PreTrainedModel model = loader.load(dir);
         model.setNameOrPath(dirOrRepoId);
         return model;
     }

@@ -74,7 +74,24 @@ class HfModelsTest {
         assertThatThrownBy(() -> HfModels.resolve("someone/not-cached")).hasMessageContaining("never downloads");
         Files.writeString(tmp.resolve("config.json"), "{\"model_type\": \"t5\"}");
         assertThatThrownBy(() -> HfModels.fromPretrained(tmp.toString())).hasMessageContaining("t5")
-                .hasMessageContaining("not supported");
+                .hasMessageContaining("not supported").hasMessageContaining("gpt2").hasMessageContaining("llama")
+                .hasMessageContaining(tmp.resolve("config.json").toString());
+    }
+
+    @Test
+    void architecturesAndTaskPickTheClass() throws Exception {
+        Path shared = shared();
+        Assumptions.assumeTrue(shared != null, "shared hf-reference not found");
+        Path gpt2 = shared.resolve("hf-reference/models/gpt2");
+        try (PreTrainedModel lm = HfModels.fromPretrained(gpt2.toString())) {
+            assertThat(lm).isInstanceOf(io.peft4j.transformers.gpt2.Gpt2LMHeadModel.class);
+            assertThat(lm.nameOrPath()).isEqualTo(gpt2.toString());
+        }
+        try (PreTrainedModel cls = HfModels.fromPretrained(gpt2.toString(), io.peft4j.config.TaskType.SEQ_CLS)) {
+            assertThat(cls).isInstanceOf(io.peft4j.transformers.gpt2.Gpt2ForSequenceClassification.class);
+        }
+        assertThatThrownBy(() -> HfModels.fromPretrained(shared.resolve("hf-reference/models/llama").toString(),
+                io.peft4j.config.TaskType.SEQ_CLS)).hasMessageContaining("no SEQ_CLS model");
     }
 
     @Test

@@ -45,6 +45,16 @@ public final class ModelConfig {
         return n == null || n.isNull() ? null : n.asText();
     }
 
+    /** transformers' {@code architectures} (class names such as {@code GPT2LMHeadModel}); empty when absent. */
+    public java.util.List<String> architectures() {
+        java.util.List<String> out = new java.util.ArrayList<>();
+        com.fasterxml.jackson.databind.JsonNode a = json().get("architectures");
+        if (a != null && a.isArray()) {
+            a.forEach(n -> out.add(n.asText()));
+        }
+        return out;
+    }
+
     public boolean has(String key) {
         JsonNode n = json.get(key);
         return n != null && !n.isNull();
