@@ -76,6 +76,7 @@ final class Reference {
                         + " (|diff| " + d + ")");
             }
         }
+        System.out.printf(java.util.Locale.ROOT, "parity %s: max abs diff %.3g%n", what, max);
         return max;
     }
 }
