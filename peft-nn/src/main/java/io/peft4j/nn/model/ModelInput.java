@@ -13,6 +13,7 @@ public final class ModelInput {
     private final NDArray inputsEmbeds;
     private final NDArray attentionMask;
     private final NDArray positionIds;
+    private final NDArray tokenTypeIds;
     private final NDArray labels;
     private final List<NDArray[]> pastKeyValues;
     private final boolean outputHiddenStates;
@@ -25,6 +26,7 @@ public final class ModelInput {
         this.inputsEmbeds = b.inputsEmbeds;
         this.attentionMask = b.attentionMask;
         this.positionIds = b.positionIds;
+        this.tokenTypeIds = b.tokenTypeIds;
         this.labels = b.labels;
         this.pastKeyValues = b.pastKeyValues;
         this.outputHiddenStates = b.outputHiddenStates;
@@ -56,6 +58,11 @@ public final class ModelInput {
         return positionIds;
     }
 
+    /** {@code [batch, seq]} segment ids (BERT's sentence A = 0 / B = 1), or null for all zeros. */
+    public NDArray tokenTypeIds() {
+        return tokenTypeIds;
+    }
+
     public NDArray labels() {
         return labels;
     }
@@ -75,6 +82,7 @@ public final class ModelInput {
         b.inputsEmbeds = inputsEmbeds;
         b.attentionMask = attentionMask;
         b.positionIds = positionIds;
+        b.tokenTypeIds = tokenTypeIds;
         b.labels = labels;
         b.pastKeyValues = pastKeyValues;
         b.outputHiddenStates = outputHiddenStates;
@@ -87,6 +95,7 @@ public final class ModelInput {
         private NDArray inputsEmbeds;
         private NDArray attentionMask;
         private NDArray positionIds;
+        private NDArray tokenTypeIds;
         private NDArray labels;
         private List<NDArray[]> pastKeyValues;
         private boolean outputHiddenStates;
@@ -108,6 +117,11 @@ public final class ModelInput {
 
         public Builder positionIds(NDArray v) {
             positionIds = v;
+            return this;
+        }
+
+        public Builder tokenTypeIds(NDArray v) {
+            tokenTypeIds = v;
             return this;
         }
 
