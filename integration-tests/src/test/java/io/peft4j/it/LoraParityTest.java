@@ -37,7 +37,7 @@ class LoraParityTest {
     static List<String> cases() {
         return List.of("llama-lora", "llama-lora-gaussian", "llama-rslora", "llama-lora-all-linear",
                 "llama-lora-patterns", "gpt2-lora", "gpt2-lora-gaussian", "gpt2-rslora",
-                "gpt2-lora-embed-fan-in-fan-out");
+                "gpt2-lora-embed-fan-in-fan-out", "bert-lora", "bert-lora-gaussian", "bert-rslora");
     }
 
     /** The reference base model of a case ({@code gpt2-rslora -> models/gpt2}). */
@@ -141,7 +141,7 @@ class LoraParityTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"llama-lora", "gpt2-lora"})
+    @ValueSource(strings = {"llama-lora", "gpt2-lora", "bert-lora"})
     void mergedModelSavesLikeTransformers(String name, @TempDir Path tmp) throws Exception {
         Path out = tmp.resolve("merged");
         try (PreTrainedModel model = base(name)) {

@@ -7,6 +7,12 @@ import io.peft4j.nn.model.PreTrainedModel;
 import io.peft4j.nn.safetensors.ShardedSafetensors;
 import io.peft4j.nn.safetensors.TensorData;
 import io.peft4j.config.TaskType;
+import io.peft4j.transformers.bert.BertConfig;
+import io.peft4j.transformers.bert.BertForSequenceClassification;
+import io.peft4j.transformers.bert.BertModel;
+import io.peft4j.transformers.distilbert.DistilBertConfig;
+import io.peft4j.transformers.distilbert.DistilBertForSequenceClassification;
+import io.peft4j.transformers.distilbert.DistilBertModel;
 import io.peft4j.transformers.gpt2.Gpt2ForSequenceClassification;
 import io.peft4j.transformers.gpt2.Gpt2LMHeadModel;
 import io.peft4j.transformers.llama.LlamaConfig;
@@ -37,12 +43,12 @@ public final class HfModels {
     }
 
     /** One supported {@code model_type}: its classes by head, by transformers' architecture name. */
-    private record Family(Loader causalLm, Loader seqCls, Map<String, Loader> byArchitecture) {}
+    private record Family(Loader causalLm, Loader seqCls, Loader base, Map<String, Loader> byArchitecture) {}
 
     private static final Map<String, Family> FAMILIES = new TreeMap<>();
 
     static {
-        Family llama = new Family(LlamaForCausalLM::fromPretrained, null,
+        Family llama = new Family(LlamaForCausalLM::fromPretrained, null, null,
                 Map.of("LlamaForCausalLM", LlamaForCausalLM::fromPretrained,
                         "MistralForCausalLM", LlamaForCausalLM::fromPretrained,
                         "Qwen2ForCausalLM", LlamaForCausalLM::fromPretrained));
@@ -50,8 +56,14 @@ public final class HfModels {
             FAMILIES.put(t, llama);
         }
         FAMILIES.put("gpt2", new Family(Gpt2LMHeadModel::fromPretrained, Gpt2ForSequenceClassification::fromPretrained,
-                Map.of("GPT2LMHeadModel", Gpt2LMHeadModel::fromPretrained,
+                null, Map.of("GPT2LMHeadModel", Gpt2LMHeadModel::fromPretrained,
                         "GPT2ForSequenceClassification", Gpt2ForSequenceClassification::fromPretrained)));
+        FAMILIES.put(BertConfig.MODEL_TYPE, new Family(null, BertForSequenceClassification::fromPretrained,
+                BertModel::fromPretrained, Map.of("BertModel", BertModel::fromPretrained,
+                        "BertForSequenceClassification", BertForSequenceClassification::fromPretrained)));
+        FAMILIES.put(DistilBertConfig.MODEL_TYPE, new Family(null, DistilBertForSequenceClassification::fromPretrained,
+                DistilBertModel::fromPretrained, Map.of("DistilBertModel", DistilBertModel::fromPretrained,
+                        "DistilBertForSequenceClassification", DistilBertForSequenceClassification::fromPretrained)));
     }
 
     private HfModels() {}
@@ -93,7 +105,8 @@ public final class HfModels {
             String arch = config.architectures().isEmpty() ? null : config.architectures().get(0);
             loader = arch == null ? null : family.byArchitecture().get(arch);
             if (loader == null) {
-                loader = family.causalLm() != null ? family.causalLm() : family.seqCls();
+                // Unknown head (e.g. BertForMaskedLM): the causal LM, else the bare encoder.
+                loader = family.causalLm() != null ? family.causalLm() : family.base();
             }
         }
         if (loader == null) {

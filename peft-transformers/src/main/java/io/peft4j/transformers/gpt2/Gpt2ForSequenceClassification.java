@@ -1,5 +1,6 @@
 package io.peft4j.transformers.gpt2;
 
+import io.peft4j.transformers.ClassifierHead;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
@@ -141,33 +142,9 @@ public class Gpt2ForSequenceClassification extends PreTrainedModel {
         return out;
     }
 
-    /**
-     * transformers' loss for the problem type ({@code problem_type}, else regression for one label,
-     * single-label classification for integer labels, multi-label otherwise): MSE, cross-entropy
-     * (-100 ignored) or BCE with logits, each a mean.
-     */
+    /** transformers' sequence-classification loss (see {@link ClassifierHead#loss}). */
     NDArray loss(NDArray logits, NDArray labels) {
-        int numLabels = cfg.numLabels();
-        String problem = cfg.problemType();
-        if (problem == null) {
-            problem = numLabels == 1 ? "regression"
-                    : labels.getDataType().isInteger() ? "single_label_classification"
-                    : "multi_label_classification";
-        }
-        switch (problem) {
-            case "regression": {
-                NDArray y = labels.toType(DataType.FLOAT32, false);
-                NDArray diff = numLabels == 1 ? logits.reshape(-1).sub(y.reshape(-1)) : logits.sub(y);
-                return diff.mul(diff).mean();
-            }
-            case "single_label_classification":
-                return F.crossEntropy(logits.reshape(-1, numLabels), labels.reshape(-1), -100);
-            default: {
-                // Stable BCE with logits: max(x, 0) - x*y + log(1 + exp(-|x|)).
-                NDArray y = labels.toType(DataType.FLOAT32, false);
-                NDArray softplus = F.add(logits.abs().neg().exp(), 1f).log();
-                return F.relu(logits).sub(logits.mul(y)).add(softplus).mean();
-            }
-        }
+        return ClassifierHead.loss(logits, labels, cfg.numLabels(),
+                cfg.problemType() == null ? null : ClassifierHead.ProblemType.valueOf(cfg.problemType().toUpperCase(java.util.Locale.ROOT)));
     }
 }
