@@ -202,6 +202,38 @@ class GenerateCommandTest {
         assertError(run("generate", "--model", tmp.resolve("absent").toString(), "--prompt", "x"), "absent");
     }
 
+    @Test
+    void optionsOverrideGenerationConfigJson(@TempDir Path dir) throws Exception {
+        Files.writeString(dir.resolve("generation_config.json"), "{\"do_sample\": true, \"temperature\": 0.6, "
+                + "\"top_p\": 0.9, \"eos_token_id\": [7, 8], \"max_new_tokens\": 11}");
+        GenerateCommand fromFile = new GenerateCommand();
+        GenerationConfig c = fromFile.generationConfig(dir);
+        assertThat(c.doSample()).isTrue();
+        assertThat(c.temperature()).isEqualTo(0.6);
+        assertThat(c.topP()).isEqualTo(0.9);
+        assertThat(c.eosTokenIds()).containsExactly(7L, 8L);
+        assertThat(c.maxNewTokens()).isEqualTo(11);
+        assertThat(c.useCache()).isTrue();
+
+        GenerateCommand cmd = new GenerateCommand();
+        cmd.temperature = 1.3;
+        cmd.topK = 4;
+        cmd.maxNewTokens = 2;
+        cmd.seed = 9;
+        cmd.noCache = true;
+        GenerationConfig o = cmd.generationConfig(dir);
+        assertThat(o.temperature()).isEqualTo(1.3);
+        assertThat(o.topK()).isEqualTo(4);
+        assertThat(o.topP()).isEqualTo(0.9);
+        assertThat(o.maxNewTokens()).isEqualTo(2);
+        assertThat(o.seed()).isEqualTo(9L);
+        assertThat(o.useCache()).isFalse();
+
+        GenerateCommand greedy = new GenerateCommand();
+        greedy.greedy = true;
+        assertThat(greedy.generationConfig(dir).doSample()).isFalse();
+    }
+
     private static void assertError(Run r, String needle) {
         assertThat(r.code()).as(r.err()).isEqualTo(2);
         assertThat(r.oneLineError()).startsWith("peft generate:").contains(needle);
