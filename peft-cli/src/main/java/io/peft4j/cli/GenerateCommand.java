@@ -19,8 +19,9 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 
-@Command(name = "generate", description = "Generate text with a causal LM (optionally with an adapter): greedy, or "
-        + "sampled with temperature / top-k / top-p. Defaults come from the model's generation_config.json.")
+@Command(name = "generate", mixinStandardHelpOptions = true,
+        description = "Generate text with a causal LM (optionally with an adapter): greedy, or sampled with "
+                + "temperature / top-k / top-p. Defaults come from the model's generation_config.json.")
 final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "Hugging Face model directory (or cached repo id)")
     String model;
@@ -53,10 +54,12 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--temperature", paramLabel = "X", description = "sampling temperature (> 0; default 1.0)")
     Double temperature;
 
-    @Option(names = "--top-k", paramLabel = "K", description = "sample from the K most likely tokens (0 = all; default 50)")
+    @Option(names = "--top-k", paramLabel = "K",
+            description = "sample from the K most likely tokens (0 = all; default 50)")
     Integer topK;
 
-    @Option(names = "--top-p", paramLabel = "P", description = "nucleus sampling threshold in [0, 1] (default 1.0 = off)")
+    @Option(names = "--top-p", paramLabel = "P",
+            description = "nucleus sampling threshold in [0, 1] (default 1.0 = off)")
     Double topP;
 
     @Option(names = "--seed", defaultValue = "42", description = "sampling seed (default ${DEFAULT-VALUE})")
@@ -180,7 +183,8 @@ final class GenerateCommand implements Callable<Integer> {
             for (long id : ids.get(i)) {
                 if (id >= vocab) {
                     throw new IllegalArgumentException("prompt " + (i + 1) + " has token id " + id + ", outside the "
-                            + "model's vocabulary (vocab_size " + vocab + "): the tokenizer does not belong to this model");
+                            + "model's vocabulary (vocab_size " + vocab + "): the tokenizer does not belong to this "
+                            + "model");
                 }
             }
         }

@@ -65,7 +65,8 @@ class GenerateCommandTest {
     /** The real GPT-2 tokenizer from ../shared/fixtures, or null. */
     static Path gpt2Tokenizer() {
         String prop = System.getProperty("peft4j.shared");
-        for (Path p : new Path[] {prop == null ? null : Paths.get(prop), Paths.get("../shared"), Paths.get("../../shared")}) {
+        Path[] candidates = {prop == null ? null : Paths.get(prop), Paths.get("../shared"), Paths.get("../../shared")};
+        for (Path p : candidates) {
             if (p != null && Files.isRegularFile(p.resolve("fixtures/tiny-gpt2/tokenizer.json"))) {
                 return p.resolve("fixtures/tiny-gpt2/tokenizer.json");
             }

@@ -160,7 +160,7 @@ public final class Bench {
             return this;
         }
 
-        /** The generation measurements' shape: {@code batch} prompts of {@code prompt} tokens, {@code newTokens} each. */
+        /** Generation measurements: {@code batch} prompts of {@code prompt} tokens, {@code newTokens} new ones each. */
         public Options generation(int batch, int prompt, int newTokens) {
             this.genBatch = batch;
             this.genPrompt = prompt;
