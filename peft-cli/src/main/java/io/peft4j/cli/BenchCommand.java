@@ -6,8 +6,9 @@ import picocli.CommandLine.Option;
 
 import java.util.concurrent.Callable;
 
-@Command(name = "bench", description = "Benchmark base/LoRA/full fine-tuning steps and inference on a LLaMA preset "
-        + "(hidden 512, 4 layers, 8 heads, intermediate 1376, vocab 8000, batch 4 x 128, float32).")
+@Command(name = "bench", description = "Benchmark base/LoRA/full fine-tuning steps, inference and greedy generation "
+        + "on a LLaMA preset (hidden 512, 4 layers, 8 heads, intermediate 1376, vocab 8000, batch 4 x 128, float32; "
+        + "generation: 1 prompt of 32 tokens, 64 new tokens, KV cache on and off).")
 final class BenchCommand implements Callable<Integer> {
     @Option(names = "--only", paramLabel = "NAME", description = "run one measurement: ${COMPLETION-CANDIDATES}",
             completionCandidates = Names.class)

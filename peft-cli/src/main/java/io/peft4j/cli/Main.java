@@ -10,8 +10,9 @@ import java.io.UncheckedIOException;
 /** The {@code peft} command. User errors print one line and exit non-zero; no stack traces. */
 @Command(name = "peft", mixinStandardHelpOptions = true, version = "peft4j 0.1.0",
         description = "Parameter-efficient fine-tuning for Java, compatible with Hugging Face peft.",
-        subcommands = {DemoCommand.class, LogitsCommand.class, TrainableCommand.class, MergeCommand.class,
-                TrainCommand.class, InspectCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {DemoCommand.class, LogitsCommand.class, GenerateCommand.class, TrainableCommand.class,
+                MergeCommand.class, TrainCommand.class, InspectCommand.class, BenchCommand.class,
+                CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

@@ -10,6 +10,9 @@ import io.peft4j.nn.Param;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.transformers.Generation;
+import io.peft4j.transformers.GenerationConfig;
+import io.peft4j.transformers.GenerationResult;
 import io.peft4j.tuners.BaseTuner;
 import io.peft4j.tuners.lora.LoraModel;
 import org.slf4j.Logger;
@@ -255,6 +258,19 @@ public class PeftModel extends Module implements AutoCloseable {
                     + "forward(NDArray)");
         }
         return p.forward(input);
+    }
+
+    /**
+     * Generates text ids with the adapters as they are now: active, merged ({@link #mergeAdapter()}), or off
+     * inside {@link #disableAdapter()}, as HF's {@code peft_model.generate(...)}. See {@link Generation}.
+     */
+    public GenerationResult generate(List<long[]> prompts, GenerationConfig config) {
+        return Generation.generate(this::forward, prompts, config);
+    }
+
+    /** One prompt: the prompt followed by the generated ids. */
+    public long[] generate(long[] prompt, GenerationConfig config) {
+        return generate(List.of(prompt), config).completion(0);
     }
 
     // ---- parameters --------------------------------------------------------------------------------

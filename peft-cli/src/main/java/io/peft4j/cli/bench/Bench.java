@@ -19,6 +19,9 @@ import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.train.AdamW;
 import io.peft4j.nn.train.TrainStep;
+import io.peft4j.transformers.Generation;
+import io.peft4j.transformers.GenerationConfig;
+import io.peft4j.transformers.GenerationResult;
 import io.peft4j.transformers.llama.LlamaConfig;
 import io.peft4j.transformers.llama.LlamaForCausalLM;
 
@@ -38,14 +41,16 @@ import java.util.Map;
 import java.util.Random;
 
 /**
- * Micro-benchmark of a small LLaMA: base inference, LoRA training (q,v and all-linear), full fine-tuning and
- * LoRA inference unmerged / merged. Each measurement builds its own randomly initialised model in its own
+ * Micro-benchmark of a small LLaMA: base inference, LoRA training (q,v and all-linear), full fine-tuning,
+ * LoRA inference unmerged / merged, and greedy text generation with and without the key/value cache. Each measurement builds its own randomly initialised model in its own
  * {@link NDManager}, runs {@code warmup} untimed and {@code steps} timed iterations (each forward or train
  * step inside an {@link NDScope}, so memory stays flat) and closes the manager.
  *
  * <p>Each result is printed as one line {@code name median_ms=.. tokens_per_s=.. peak_rss_mb=.. rss_mb=..}
  * followed by optional extra {@code key=value} pairs (train steps add the median forward, backward and
- * optimizer times). {@code peak_rss_mb} is the process's peak resident set size so far ({@code VmHWM}),
+ * optimizer times). For the generation measurements a step is one {@code generate} call ({@code genBatch} prompts
+ * of {@code genPrompt} random tokens, {@code genNewTokens} greedy new tokens each, no EOS) and
+ * {@code tokens_per_s} counts new tokens only. {@code peak_rss_mb} is the process's peak resident set size so far ({@code VmHWM}),
  * which is monotonic: the measurements run lightest first except {@code full-ft-train}, so the forward
  * measurements after it report its peak. {@code run_peak_rss_mb} is the peak during that measurement alone,
  * available where the kernel lets a process reset its high-water mark ({@code /proc/self/clear_refs}).
@@ -57,10 +62,12 @@ public final class Bench {
     public static final String FULL_FT_TRAIN = "full-ft-train";
     public static final String LORA_UNMERGED_FORWARD = "lora-unmerged-forward";
     public static final String LORA_MERGED_FORWARD = "lora-merged-forward";
+    public static final String GENERATE_CACHED = "generate-cached";
+    public static final String GENERATE_UNCACHED = "generate-uncached";
 
     /** Every measurement, in the order they run. */
     public static final List<String> NAMES = List.of(BASE_FORWARD, LORA_QV_TRAIN, LORA_ALL_LINEAR_TRAIN,
-            FULL_FT_TRAIN, LORA_UNMERGED_FORWARD, LORA_MERGED_FORWARD);
+            FULL_FT_TRAIN, LORA_UNMERGED_FORWARD, LORA_MERGED_FORWARD, GENERATE_CACHED, GENERATE_UNCACHED);
 
     private static final long SEED = 1234L;
 
@@ -110,6 +117,10 @@ public final class Bench {
         public int vocab = 8000;
         public int batch = 4;
         public int seq = 128;
+        /** Generation: prompts per call, prompt length, new tokens per prompt. */
+        public int genBatch = 1;
+        public int genPrompt = 32;
+        public int genNewTokens = 64;
 
         public Options only(String v) {
             only = v;
@@ -149,6 +160,14 @@ public final class Bench {
             return this;
         }
 
+        /** Generation measurements: {@code batch} prompts of {@code prompt} tokens, {@code newTokens} new ones each. */
+        public Options generation(int batch, int prompt, int newTokens) {
+            this.genBatch = batch;
+            this.genPrompt = prompt;
+            this.genNewTokens = newTokens;
+            return this;
+        }
+
         LlamaConfig llamaConfig() {
             return LlamaConfig.builder()
                     .hiddenSize(hidden)
@@ -157,13 +176,14 @@ public final class Bench {
                     .numKeyValueHeads(kvHeads)
                     .intermediateSize(intermediate)
                     .vocabSize(vocab)
-                    .maxPositionEmbeddings(Math.max(2048, seq))
+                    .maxPositionEmbeddings(Math.max(2048, Math.max(seq, genPrompt + genNewTokens)))
                     .build();
         }
 
         String describe() {
             return "hidden=" + hidden + " layers=" + layers + " heads=" + heads + " kv_heads=" + kvHeads
                     + " intermediate=" + intermediate + " vocab=" + vocab + " batch=" + batch + " seq=" + seq
+                    + " gen_batch=" + genBatch + " gen_prompt=" + genPrompt + " gen_new_tokens=" + genNewTokens
                     + " steps=" + steps + " warmup=" + warmup;
         }
     }
@@ -175,6 +195,9 @@ public final class Bench {
         }
         if (opts.steps < 1 || opts.warmup < 0) {
             throw new IllegalArgumentException("steps must be >= 1 and warmup >= 0");
+        }
+        if (opts.genBatch < 1 || opts.genPrompt < 1 || opts.genNewTokens < 1) {
+            throw new IllegalArgumentException("generation batch, prompt length and new tokens must be >= 1");
         }
         applyThreads(opts);
         Engine engine = Torch.engine();
@@ -231,7 +254,7 @@ public final class Bench {
             extra.put("gflop", gflop);
             extra.put("floor_ms", floor);
             extra.put("x_floor", median / floor);
-            double tokensPerS = (double) opts.batch * opts.seq / (median / 1000.0);
+            double tokensPerS = t.tokens / (median / 1000.0);
             Measurement m = new Measurement(name, median, tokensPerS, processPeak, extra);
             results.add(m);
             out.println(m.line());
@@ -248,6 +271,8 @@ public final class Bench {
             case FULL_FT_TRAIN -> train(opts, Variant.FULL);
             case LORA_UNMERGED_FORWARD -> forward(opts, Variant.LORA_QV);
             case LORA_MERGED_FORWARD -> forward(opts, Variant.LORA_QV_MERGED);
+            case GENERATE_CACHED -> generate(opts, true);
+            case GENERATE_UNCACHED -> generate(opts, false);
             default -> throw new IllegalStateException(name);
         };
     }
@@ -274,7 +299,12 @@ public final class Bench {
 
     private enum Variant { BASE, LORA_QV, LORA_QV_MERGED, LORA_ALL_LINEAR, FULL }
 
-    private record Timings(double[] total, double[] fwd, double[] bwd, double[] opt) {}
+    /** Per-step times; {@code tokens} is what one step processes (for {@code tokens_per_s}). */
+    private record Timings(double[] total, double[] fwd, double[] bwd, double[] opt, double tokens) {
+        Timings(Options opts, double[] total, double[] fwd, double[] bwd, double[] opt) {
+            this(total, fwd, bwd, opt, (double) opts.batch * opts.seq);
+        }
+    }
 
     private static Timings forward(Options opts, Variant v) {
         try (NDManager nd = Torch.newManager()) {
@@ -297,7 +327,7 @@ public final class Bench {
                     }
                 }
             }
-            return new Timings(total, null, null, null);
+            return new Timings(opts, total, null, null, null);
         }
     }
 
@@ -350,7 +380,34 @@ public final class Bench {
                     optMs[i] = (t3 - marks[1]) / 1e6;
                 }
             }
-            return new Timings(total, fwd, bwd, optMs);
+            return new Timings(opts, total, fwd, bwd, optMs);
+        }
+    }
+
+    /** Greedy generation of {@code genNewTokens} after random prompts, the KV cache on or off; no EOS can stop it. */
+    private static Timings generate(Options opts, boolean cached) {
+        try (NDManager nd = Torch.newManager()) {
+            Torch.manualSeed(SEED);
+            Built b = build(nd, opts, Variant.BASE);
+            Random rnd = new Random(SEED);
+            List<long[]> prompts = new ArrayList<>();
+            for (int i = 0; i < opts.genBatch; i++) {
+                prompts.add(rnd.longs(opts.genPrompt, 0, opts.vocab).toArray());
+            }
+            GenerationConfig cfg = GenerationConfig.builder().maxNewTokens(opts.genNewTokens).useCache(cached).build();
+            double[] total = new double[opts.steps];
+            for (int i = -opts.warmup; i < opts.steps; i++) {
+                long t0 = System.nanoTime();
+                GenerationResult r = Generation.generate(b.model(), prompts, cfg);
+                if (i >= 0) {
+                    total[i] = (System.nanoTime() - t0) / 1e6;
+                }
+                if (r.totalNewTokens() != (long) opts.genBatch * opts.genNewTokens) {
+                    throw new IllegalStateException("generated " + r.totalNewTokens() + " tokens, expected "
+                            + (long) opts.genBatch * opts.genNewTokens);
+                }
+            }
+            return new Timings(total, null, null, null, (double) opts.genBatch * opts.genNewTokens);
         }
     }
 
@@ -430,7 +487,9 @@ public final class Bench {
     /**
      * Matmul GFLOP of one step. A forward pass costs L (linear layers, lm_head included) + A (the two attention
      * matmuls); backward costs 2A, plus L for the activation gradients and L more where every weight gets a
-     * gradient (full fine-tuning). LoRA's own matmuls are under 1% and left out.
+     * gradient (full fine-tuning). LoRA's own matmuls are under 1% and left out. A generation step is
+     * {@code genNewTokens} forward passes: with the cache, the prompt once and then one token against a growing
+     * cache; without it, the whole sequence every time.
      */
     static double stepGflop(Options opts, String name) {
         double n = (double) opts.batch * opts.seq;
@@ -438,6 +497,17 @@ public final class Bench {
         double perToken = opts.layers * ((double) opts.hidden * opts.heads * headDim * 2
                 + 2.0 * opts.hidden * opts.kvHeads * headDim + 3.0 * opts.hidden * opts.intermediate)
                 + (double) opts.hidden * opts.vocab;
+        if (name.equals(GENERATE_CACHED) || name.equals(GENERATE_UNCACHED)) {
+            boolean cached = name.equals(GENERATE_CACHED);
+            double flop = 0;
+            for (int s = 0; s < opts.genNewTokens; s++) {
+                long keys = opts.genPrompt + s;
+                long queries = cached && s > 0 ? 1 : keys;
+                flop += 2.0 * opts.genBatch * queries * perToken
+                        + opts.layers * 2 * (2.0 * opts.genBatch * opts.heads * queries * keys * headDim);
+            }
+            return flop / 1e9;
+        }
         double linear = 2 * n * perToken;
         double attn = opts.layers * 2 * (2.0 * opts.batch * opts.heads * opts.seq * opts.seq * headDim);
         double flop = switch (name) {

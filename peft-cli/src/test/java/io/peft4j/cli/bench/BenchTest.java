@@ -17,7 +17,7 @@ class BenchTest {
             Pattern.compile("^[a-z-]+ median_ms=[0-9.]+ tokens_per_s=[0-9.]+ peak_rss_mb=[0-9.]+( .*)?$");
 
     private static Bench.Options tiny() {
-        return new Bench.Options().preset(32, 1, 4, 64, 64, 2, 8).steps(2).warmup(1);
+        return new Bench.Options().preset(32, 1, 4, 64, 64, 2, 8).generation(2, 3, 5).steps(2).warmup(1);
     }
 
     private static List<String> run(Bench.Options o, List<Bench.Measurement> sink) {
@@ -31,19 +31,21 @@ class BenchTest {
     }
 
     @Test
-    void runsAllSixMeasurementsInOrderWithWellFormedLines() {
+    void runsAllMeasurementsInOrderWithWellFormedLines() {
         List<Bench.Measurement> ms = new java.util.ArrayList<>();
         List<String> lines = run(tiny(), ms);
         List<String> results = lines.stream().filter(l -> !l.startsWith("#")).toList();
         assertThat(lines).allMatch(l -> l.startsWith("#") || LINE.matcher(l).matches());
-        assertThat(results).hasSize(6).allMatch(l -> LINE.matcher(l).matches());
+        assertThat(results).hasSize(8).allMatch(l -> LINE.matcher(l).matches());
         assertThat(results.stream().map(l -> l.substring(0, l.indexOf(' '))).toList())
                 .containsExactly("base-forward", "lora-qv-train", "lora-all-linear-train", "full-ft-train",
-                        "lora-unmerged-forward", "lora-merged-forward");
+                        "lora-unmerged-forward", "lora-merged-forward", "generate-cached", "generate-uncached");
         assertThat(ms).extracting(Bench.Measurement::name).containsExactlyElementsOf(Bench.NAMES);
         for (Bench.Measurement m : ms) {
             assertThat(m.medianMs()).isPositive();
-            assertThat(m.tokensPerS()).isCloseTo(2 * 8 / (m.medianMs() / 1000.0),
+            // Forward and train steps process batch x seq = 2 x 8 tokens; a generate call makes 2 x 5 new ones.
+            double tokens = m.name().startsWith("generate") ? 2 * 5 : 2 * 8;
+            assertThat(m.tokensPerS()).as(m.name()).isCloseTo(tokens / (m.medianMs() / 1000.0),
                     org.assertj.core.data.Percentage.withPercentage(0.01));
             assertThat(m.peakRssMb()).isPositive();
         }
@@ -59,6 +61,34 @@ class BenchTest {
         assertThat(results).hasSize(1);
         assertThat(results.get(0)).startsWith("lora-qv-train median_ms=");
         assertThat(ms).extracting(Bench.Measurement::name).containsExactly("lora-qv-train");
+    }
+
+    @Test
+    void onlySelectsAGenerationMeasurement() {
+        for (String name : List.of("generate-cached", "generate-uncached")) {
+            List<Bench.Measurement> ms = new java.util.ArrayList<>();
+            List<String> lines = run(tiny().only(name), ms);
+            assertThat(lines.get(1)).contains("gen_batch=2 gen_prompt=3 gen_new_tokens=5");
+            List<String> results = lines.stream().filter(l -> !l.startsWith("#")).toList();
+            assertThat(results).hasSize(1);
+            assertThat(results.get(0)).startsWith(name + " median_ms=").contains(" x_floor=");
+            assertThat(ms).extracting(Bench.Measurement::name).containsExactly(name);
+        }
+    }
+
+    @Test
+    void generationFlopsByHand() {
+        // Tiny preset: per token 1 layer x (q,o 2 x 32 x 32 + k,v 2 x 32 x 32 + MLP 3 x 32 x 64) + lm_head 32 x 64
+        // = 4096 + 6144 + 2048 = 12,288 MACs; head_dim 8, 4 heads, 2 prompts of 3 tokens, 5 new tokens.
+        Bench.Options o = tiny();
+        // Cached: 3 + 1 + 1 + 1 + 1 = 7 query tokens per row -> linear 2 x 2 x 7 x 12288 = 344,064;
+        // attention 1 x 2 x 2 x 2 x 4 x 8 x (3 x 3 + 1 x 4 + 1 x 5 + 1 x 6 + 1 x 7) = 256 x 31 = 7,936.
+        assertThat(Bench.stepGflop(o, Bench.GENERATE_CACHED) * 1e9).isCloseTo(352_000,
+                org.assertj.core.data.Offset.offset(1e-3));
+        // Uncached: 3 + 4 + 5 + 6 + 7 = 25 tokens per row -> linear 2 x 2 x 25 x 12288 = 1,228,800;
+        // attention 256 x (9 + 16 + 25 + 36 + 49) = 256 x 135 = 34,560.
+        assertThat(Bench.stepGflop(o, Bench.GENERATE_UNCACHED) * 1e9).isCloseTo(1_263_360,
+                org.assertj.core.data.Offset.offset(1e-3));
     }
 
     @Test
