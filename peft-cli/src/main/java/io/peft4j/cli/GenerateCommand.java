@@ -19,7 +19,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 
-@Command(name = "generate", mixinStandardHelpOptions = true,
+@Command(name = "generate",
         description = "Generate text with a causal LM (optionally with an adapter): greedy, or sampled with "
                 + "temperature / top-k / top-p. Defaults come from the model's generation_config.json.")
 final class GenerateCommand implements Callable<Integer> {

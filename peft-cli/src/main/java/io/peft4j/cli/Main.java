@@ -8,7 +8,7 @@ import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 
 /** The {@code peft} command. User errors print one line and exit non-zero; no stack traces. */
-@Command(name = "peft", mixinStandardHelpOptions = true, version = "peft4j 0.1.0",
+@Command(name = "peft", mixinStandardHelpOptions = true, version = "peft4j 0.1.0", scope = CommandLine.ScopeType.INHERIT,
         description = "Parameter-efficient fine-tuning for Java, compatible with Hugging Face peft.",
         subcommands = {DemoCommand.class, LogitsCommand.class, GenerateCommand.class, TrainableCommand.class,
                 MergeCommand.class, TrainCommand.class, InspectCommand.class, BenchCommand.class,

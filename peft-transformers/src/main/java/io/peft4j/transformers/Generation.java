@@ -24,7 +24,7 @@ import java.util.Set;
  * sampled ({@link GenerationConfig}), a batch of prompts of different lengths left-padded, a row stopping at
  * an EOS id and padded afterwards, the key/value cache reused or the whole sequence re-run every step.
  *
- * <p>Works with anything that maps a {@link ModelInput} to a {@link ModelOutput} ({@link CausalLm}): a
+ * <p>Works with anything that maps a {@link ModelInput} to a {@link ModelOutput} ({@link LanguageModel}): a
  * {@link PreTrainedModel} such as {@code LlamaForCausalLM}, or a PEFT model through {@code peft::forward}.
  * The model receives {@code input_ids}, an {@code attention_mask} over the past and new positions with zeros on
  * the left padding, {@code position_ids = cumsum(mask) - 1} (1 on padding) as transformers'
@@ -40,17 +40,17 @@ public final class Generation {
 
     /** A causal LM forward pass: what {@link Generation} needs from a model. */
     @FunctionalInterface
-    public interface CausalLm {
+    public interface LanguageModel {
         ModelOutput forward(ModelInput input);
     }
 
-    /** {@link #generate(CausalLm, List, GenerationConfig)} for a model. */
+    /** {@link #generate(LanguageModel, List, GenerationConfig)} for a model. */
     public static GenerationResult generate(PreTrainedModel model, List<long[]> prompts, GenerationConfig config) {
-        return generate((CausalLm) model::forward, prompts, config);
+        return generate((LanguageModel) model::forward, prompts, config);
     }
 
     /** One prompt; returns the prompt followed by the generated ids (EOS included). */
-    public static long[] generate(CausalLm model, long[] prompt, GenerationConfig config) {
+    public static long[] generate(LanguageModel model, long[] prompt, GenerationConfig config) {
         return generate(model, List.of(prompt), config).completion(0);
     }
 
@@ -73,7 +73,7 @@ public final class Generation {
      *
      * @param prompts token ids, one non-empty array per row; lengths may differ (rows are left-padded)
      */
-    public static GenerationResult generate(CausalLm model, List<long[]> prompts, GenerationConfig config) {
+    public static GenerationResult generate(LanguageModel model, List<long[]> prompts, GenerationConfig config) {
         int batch = prompts.size();
         if (batch == 0) {
             throw new IllegalArgumentException("no prompts");

@@ -24,7 +24,7 @@ class GenerationTest {
     record Call(long[][] ids, long[][] mask, long[][] positions, boolean hadPast) {}
 
     /** The fake model; with {@code withCache} it returns a dummy cache of shape [B, 1, past + T, 1]. */
-    static final class Counter implements Generation.CausalLm {
+    static final class Counter implements Generation.LanguageModel {
         final boolean withCache;
         final List<Call> calls = new ArrayList<>();
 
