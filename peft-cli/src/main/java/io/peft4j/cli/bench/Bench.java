@@ -22,6 +22,11 @@ import io.peft4j.nn.train.TrainStep;
 import io.peft4j.transformers.Generation;
 import io.peft4j.transformers.GenerationConfig;
 import io.peft4j.transformers.GenerationResult;
+import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.transformers.bert.BertConfig;
+import io.peft4j.transformers.bert.BertForSequenceClassification;
+import io.peft4j.transformers.gpt2.Gpt2Config;
+import io.peft4j.transformers.gpt2.Gpt2LMHeadModel;
 import io.peft4j.transformers.llama.LlamaConfig;
 import io.peft4j.transformers.llama.LlamaForCausalLM;
 
@@ -65,9 +70,31 @@ public final class Bench {
     public static final String GENERATE_CACHED = "generate-cached";
     public static final String GENERATE_UNCACHED = "generate-uncached";
 
+    /** GPT-2 and BERT cases: the LLaMA measurements with this prefix; their LoRA trains peft's default targets. */
+    public static final String GPT2 = "gpt2-";
+    public static final String BERT = "bert-";
+    /** The per-architecture measurements ({@code lora-train} = LoRA on the model type's default targets). */
+    static final List<String> ARCH_MEASUREMENTS = List.of(BASE_FORWARD, "lora-train", LORA_ALL_LINEAR_TRAIN,
+            FULL_FT_TRAIN, LORA_UNMERGED_FORWARD, LORA_MERGED_FORWARD);
+
     /** Every measurement, in the order they run. */
-    public static final List<String> NAMES = List.of(BASE_FORWARD, LORA_QV_TRAIN, LORA_ALL_LINEAR_TRAIN,
-            FULL_FT_TRAIN, LORA_UNMERGED_FORWARD, LORA_MERGED_FORWARD, GENERATE_CACHED, GENERATE_UNCACHED);
+    public static final List<String> NAMES = names();
+
+    private static List<String> names() {
+        List<String> out = new ArrayList<>(List.of(BASE_FORWARD, LORA_QV_TRAIN, LORA_ALL_LINEAR_TRAIN,
+                FULL_FT_TRAIN, LORA_UNMERGED_FORWARD, LORA_MERGED_FORWARD, GENERATE_CACHED, GENERATE_UNCACHED));
+        for (String prefix : List.of(GPT2, BERT)) {
+            ARCH_MEASUREMENTS.forEach(m -> out.add(prefix + m));
+        }
+        return List.copyOf(out);
+    }
+
+    /** Which model a measurement runs on. */
+    enum Arch { LLAMA, GPT2, BERT }
+
+    static Arch arch(String name) {
+        return name.startsWith(GPT2) ? Arch.GPT2 : name.startsWith(BERT) ? Arch.BERT : Arch.LLAMA;
+    }
 
     private static final long SEED = 1234L;
 
@@ -180,6 +207,19 @@ public final class Bench {
                     .build();
         }
 
+        /** GPT-2 of the same width and depth; its 4x-wide two-matrix MLP has the FLOPs of LLaMA's gated one. */
+        Gpt2Config gpt2Config() {
+            return Gpt2Config.builder().vocabSize(vocab).nPositions(Math.max(1024, seq)).nEmbd(hidden)
+                    .nLayer(layers).nHead(heads).build();
+        }
+
+        /** BERT of the same width and depth (intermediate 4 x hidden), 2 labels. */
+        BertConfig bertConfig() {
+            return BertConfig.builder().vocabSize(vocab).hiddenSize(hidden).numHiddenLayers(layers)
+                    .numAttentionHeads(heads).intermediateSize(4 * hidden).maxPositionEmbeddings(Math.max(512, seq))
+                    .typeVocabSize(2).numLabels(2).build();
+        }
+
         String describe() {
             return "hidden=" + hidden + " layers=" + layers + " heads=" + heads + " kv_heads=" + kvHeads
                     + " intermediate=" + intermediate + " vocab=" + vocab + " batch=" + batch + " seq=" + seq
@@ -264,13 +304,26 @@ public final class Bench {
     }
 
     private static Timings measure(Options opts, String name) {
+        Arch arch = arch(name);
+        if (arch != Arch.LLAMA) {
+            String m = name.substring(arch == Arch.GPT2 ? GPT2.length() : BERT.length());
+            return switch (m) {
+                case BASE_FORWARD -> forward(opts, Variant.BASE, arch);
+                case "lora-train" -> train(opts, Variant.LORA_QV, arch);
+                case LORA_ALL_LINEAR_TRAIN -> train(opts, Variant.LORA_ALL_LINEAR, arch);
+                case FULL_FT_TRAIN -> train(opts, Variant.FULL, arch);
+                case LORA_UNMERGED_FORWARD -> forward(opts, Variant.LORA_QV, arch);
+                case LORA_MERGED_FORWARD -> forward(opts, Variant.LORA_QV_MERGED, arch);
+                default -> throw new IllegalStateException(name);
+            };
+        }
         return switch (name) {
-            case BASE_FORWARD -> forward(opts, Variant.BASE);
-            case LORA_QV_TRAIN -> train(opts, Variant.LORA_QV);
-            case LORA_ALL_LINEAR_TRAIN -> train(opts, Variant.LORA_ALL_LINEAR);
-            case FULL_FT_TRAIN -> train(opts, Variant.FULL);
-            case LORA_UNMERGED_FORWARD -> forward(opts, Variant.LORA_QV);
-            case LORA_MERGED_FORWARD -> forward(opts, Variant.LORA_QV_MERGED);
+            case BASE_FORWARD -> forward(opts, Variant.BASE, arch);
+            case LORA_QV_TRAIN -> train(opts, Variant.LORA_QV, arch);
+            case LORA_ALL_LINEAR_TRAIN -> train(opts, Variant.LORA_ALL_LINEAR, arch);
+            case FULL_FT_TRAIN -> train(opts, Variant.FULL, arch);
+            case LORA_UNMERGED_FORWARD -> forward(opts, Variant.LORA_QV, arch);
+            case LORA_MERGED_FORWARD -> forward(opts, Variant.LORA_QV_MERGED, arch);
             case GENERATE_CACHED -> generate(opts, true);
             case GENERATE_UNCACHED -> generate(opts, false);
             default -> throw new IllegalStateException(name);
@@ -286,7 +339,7 @@ public final class Bench {
         Torch.engine();
         try (NDManager nd = Torch.newManager()) {
             Torch.manualSeed(SEED);
-            Built b = build(nd, opts, Variant.LORA_QV);
+            Built b = build(nd, opts, Variant.LORA_QV, Arch.LLAMA);
             ModelInput in = ModelInput.of(tokens(nd, opts));
             float[] unmerged = logits(b, in);
             b.peft().mergeAdapter();
@@ -306,10 +359,10 @@ public final class Bench {
         }
     }
 
-    private static Timings forward(Options opts, Variant v) {
+    private static Timings forward(Options opts, Variant v, Arch arch) {
         try (NDManager nd = Torch.newManager()) {
             Torch.manualSeed(SEED);
-            Built b = build(nd, opts, v);
+            Built b = build(nd, opts, v, arch);
             if (v == Variant.LORA_QV_MERGED) {
                 b.peft().mergeAdapter();
             }
@@ -331,13 +384,16 @@ public final class Bench {
         }
     }
 
-    private static Timings train(Options opts, Variant v) {
+    private static Timings train(Options opts, Variant v, Arch arch) {
         try (NDManager nd = Torch.newManager()) {
             Torch.manualSeed(SEED);
-            Built b = build(nd, opts, v);
+            Built b = build(nd, opts, v, arch);
             (b.peft() != null ? b.peft() : b.model()).train(true);
             NDArray ids = tokens(nd, opts);
-            ModelInput in = ModelInput.builder().inputIds(ids).labels(ids).build();
+            // Causal LMs predict the next token; the classifier gets one class id per sequence.
+            NDArray labels = arch == Arch.BERT
+                    ? nd.create(new Random(SEED).longs(opts.batch, 0, 2).toArray(), new Shape(opts.batch)) : ids;
+            ModelInput in = ModelInput.builder().inputIds(ids).labels(labels).build();
             List<Param> params = b.trainable();
             AdamW opt = AdamW.builder().lr(1e-4f).build();
             double[] total = new double[opts.steps];
@@ -388,7 +444,7 @@ public final class Bench {
     private static Timings generate(Options opts, boolean cached) {
         try (NDManager nd = Torch.newManager()) {
             Torch.manualSeed(SEED);
-            Built b = build(nd, opts, Variant.BASE);
+            Built b = build(nd, opts, Variant.BASE, Arch.LLAMA);
             Random rnd = new Random(SEED);
             List<long[]> prompts = new ArrayList<>();
             for (int i = 0; i < opts.genBatch; i++) {
@@ -398,7 +454,7 @@ public final class Bench {
             double[] total = new double[opts.steps];
             for (int i = -opts.warmup; i < opts.steps; i++) {
                 long t0 = System.nanoTime();
-                GenerationResult r = Generation.generate(b.model(), prompts, cfg);
+                GenerationResult r = Generation.generate(b.model()::forward, prompts, cfg);
                 if (i >= 0) {
                     total[i] = (System.nanoTime() - t0) / 1e6;
                 }
@@ -412,16 +468,21 @@ public final class Bench {
     }
 
     /** The model under test: how to run it and what to train. {@code peft} is null for the plain model. */
-    private record Built(LlamaForCausalLM model, PeftModel peft, List<Param> trainable) {
+    private record Built(PreTrainedModel model, PeftModel peft, List<Param> trainable) {
         ModelOutput forward(ModelInput in) {
             return peft != null ? peft.forward(in) : model.forward(in);
         }
     }
 
-    private static Built build(NDManager nd, Options opts, Variant v) {
-        LlamaForCausalLM model = new LlamaForCausalLM(nd, opts.llamaConfig());
+    private static Built build(NDManager nd, Options opts, Variant v, Arch arch) {
+        PreTrainedModel model = switch (arch) {
+            case LLAMA -> new LlamaForCausalLM(nd, opts.llamaConfig());
+            case GPT2 -> new Gpt2LMHeadModel(nd, opts.gpt2Config());
+            case BERT -> new BertForSequenceClassification(nd, opts.bertConfig());
+        };
         model.eval();
-        LoraConfig.Builder lora = LoraConfig.builder().r(16).loraAlpha(32).taskType(TaskType.CAUSAL_LM);
+        LoraConfig.Builder lora = LoraConfig.builder().r(16).loraAlpha(32)
+                .taskType(arch == Arch.BERT ? TaskType.SEQ_CLS : TaskType.CAUSAL_LM);
         switch (v) {
             case BASE:
                 model.requiresGrad(false);
@@ -432,9 +493,10 @@ public final class Bench {
             default:
                 break;
         }
+        // LLaMA's lora-qv names its targets; GPT-2 and BERT use peft's defaults (c_attn; query, value).
         PeftModel peft = PeftModel.getPeftModel(model, v == Variant.LORA_ALL_LINEAR
                 ? lora.targetModules(TargetModules.allLinear()).build()
-                : lora.targetModules("q_proj", "v_proj").build());
+                : arch == Arch.LLAMA ? lora.targetModules("q_proj", "v_proj").build() : lora.build());
         // Zero-initialised B would make the adapter a no-op (and merging trivially exact): randomise it.
         for (Map.Entry<String, Param> e : peft.namedParameters().entrySet()) {
             if (e.getKey().contains("lora_B")) {
@@ -494,9 +556,21 @@ public final class Bench {
     static double stepGflop(Options opts, String name) {
         double n = (double) opts.batch * opts.seq;
         long headDim = opts.hidden / opts.heads;
-        double perToken = opts.layers * ((double) opts.hidden * opts.heads * headDim * 2
-                + 2.0 * opts.hidden * opts.kvHeads * headDim + 3.0 * opts.hidden * opts.intermediate)
-                + (double) opts.hidden * opts.vocab;
+        Arch arch = arch(name);
+        double h = opts.hidden;
+        double perToken = switch (arch) {
+            case LLAMA -> opts.layers * (h * opts.heads * headDim * 2 + 2.0 * h * opts.kvHeads * headDim
+                    + 3.0 * h * opts.intermediate) + h * opts.vocab;
+            // q,k,v,o + a 4h MLP; GPT-2 ends in the lm_head, BERT in a 2-label classifier (negligible).
+            case GPT2 -> opts.layers * (4 * h * h + 8 * h * h) + h * opts.vocab;
+            case BERT -> opts.layers * (4 * h * h + 8 * h * h);
+        };
+        if (arch != Arch.LLAMA) {
+            name = name.substring(arch == Arch.GPT2 ? GPT2.length() : BERT.length());
+            if (name.equals("lora-train")) {
+                name = LORA_QV_TRAIN;
+            }
+        }
         if (name.equals(GENERATE_CACHED) || name.equals(GENERATE_UNCACHED)) {
             boolean cached = name.equals(GENERATE_CACHED);
             double flop = 0;

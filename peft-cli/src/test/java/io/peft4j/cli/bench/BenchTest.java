@@ -14,7 +14,7 @@ import org.junit.jupiter.api.Test;
 
 class BenchTest {
     private static final Pattern LINE =
-            Pattern.compile("^[a-z-]+ median_ms=[0-9.]+ tokens_per_s=[0-9.]+ peak_rss_mb=[0-9.]+( .*)?$");
+            Pattern.compile("^[a-z0-9-]+ median_ms=[0-9.]+ tokens_per_s=[0-9.]+ peak_rss_mb=[0-9.]+( .*)?$");
 
     private static Bench.Options tiny() {
         return new Bench.Options().preset(32, 1, 4, 64, 64, 2, 8).generation(2, 3, 5).steps(2).warmup(1);
@@ -36,10 +36,14 @@ class BenchTest {
         List<String> lines = run(tiny(), ms);
         List<String> results = lines.stream().filter(l -> !l.startsWith("#")).toList();
         assertThat(lines).allMatch(l -> l.startsWith("#") || LINE.matcher(l).matches());
-        assertThat(results).hasSize(8).allMatch(l -> LINE.matcher(l).matches());
+        assertThat(results).hasSize(20).allMatch(l -> LINE.matcher(l).matches());
         assertThat(results.stream().map(l -> l.substring(0, l.indexOf(' '))).toList())
                 .containsExactly("base-forward", "lora-qv-train", "lora-all-linear-train", "full-ft-train",
-                        "lora-unmerged-forward", "lora-merged-forward", "generate-cached", "generate-uncached");
+                        "lora-unmerged-forward", "lora-merged-forward", "generate-cached", "generate-uncached",
+                        "gpt2-base-forward", "gpt2-lora-train", "gpt2-lora-all-linear-train", "gpt2-full-ft-train",
+                        "gpt2-lora-unmerged-forward", "gpt2-lora-merged-forward",
+                        "bert-base-forward", "bert-lora-train", "bert-lora-all-linear-train", "bert-full-ft-train",
+                        "bert-lora-unmerged-forward", "bert-lora-merged-forward");
         assertThat(ms).extracting(Bench.Measurement::name).containsExactlyElementsOf(Bench.NAMES);
         for (Bench.Measurement m : ms) {
             assertThat(m.medianMs()).isPositive();
@@ -123,5 +127,17 @@ class BenchTest {
         assertThat(Bench.stepGflop(o, Bench.BASE_FORWARD)).isCloseTo(17.683, org.assertj.core.data.Offset.offset(0.001));
         assertThat(Bench.stepGflop(o, Bench.LORA_QV_TRAIN)).isCloseTo(35.903, org.assertj.core.data.Offset.offset(0.001));
         assertThat(Bench.stepGflop(o, Bench.FULL_FT_TRAIN)).isCloseTo(53.050, org.assertj.core.data.Offset.offset(0.001));
+    }
+
+    @Test
+    void gpt2AndBertCasesCountTheirOwnFlops() {
+        Bench.Options o = new Bench.Options();
+        // By hand, GPT-2 at hidden 512, 4 layers, vocab 8000: per token 4 x 12 x 512^2 + 512 x 8000 = 16,678,912
+        // MACs -> x 2 x 512 tokens = 17.079 GFLOP, + attention 0.537 = 17.616 GFLOP forward.
+        assertThat(Bench.stepGflop(o, "gpt2-base-forward")).isCloseTo(17.616, org.assertj.core.data.Offset.offset(0.001));
+        // BERT has no lm_head: 4 x 12 x 512^2 x 2 x 512 = 12.885 GFLOP + 0.537 = 13.422 forward; LoRA train 2L + 3A.
+        assertThat(Bench.stepGflop(o, "bert-base-forward")).isCloseTo(13.422, org.assertj.core.data.Offset.offset(0.001));
+        assertThat(Bench.stepGflop(o, "bert-lora-train")).isCloseTo(27.381, org.assertj.core.data.Offset.offset(0.001));
+        assertThat(Bench.NAMES).contains("gpt2-lora-train", "bert-lora-merged-forward", "lora-qv-train");
     }
 }
