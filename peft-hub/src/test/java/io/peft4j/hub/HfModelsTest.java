@@ -120,4 +120,25 @@ class HfModelsTest {
             assertThat(tok.decode(new long[] {15496, 995})).isEqualTo("Hello world");
         }
     }
+
+    /** Byte-level BPE is lossless: decode(encode(text)) gives the text back, for real instruction data. */
+    @Test
+    void byteLevelTokenizersRoundTripRealText() throws Exception {
+        Path shared = shared();
+        Path assets = shared == null ? null : shared.resolve("fixtures/tokenizer-assets");
+        Assumptions.assumeTrue(assets != null && Files.exists(assets.resolve("alpaca_tiny.json")),
+                "../shared/fixtures/tokenizer-assets not found; skipping");
+        com.fasterxml.jackson.databind.JsonNode rows = new com.fasterxml.jackson.databind.ObjectMapper()
+                .readTree(assets.resolve("alpaca_tiny.json").toFile());
+        java.util.List<String> texts = new java.util.ArrayList<>(java.util.List.of(
+                "  leading spaces, tabs\tand\nnewlines  ", "unicode: café naïve 日本語 🙂", ""));
+        rows.forEach(r -> texts.add(r.get("text").asText()));
+        for (Path dir : new Path[] {shared.resolve("fixtures/tiny-gpt2"), assets}) {
+            try (HfTokenizer tok = HfTokenizer.load(dir)) {
+                for (String t : texts) {
+                    assertThat(tok.decode(tok.encode(t))).as(dir + ": " + t).isEqualTo(t);
+                }
+            }
+        }
+    }
 }
