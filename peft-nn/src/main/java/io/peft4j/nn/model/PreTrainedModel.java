@@ -1,7 +1,17 @@
 package io.peft4j.nn.model;
 
+import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import io.peft4j.nn.Module;
+import io.peft4j.nn.Param;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
 
 /**
  * A model that tuners and {@code PeftModel} program against: a module tree with Hugging Face names, its
@@ -42,6 +52,49 @@ public abstract class PreTrainedModel extends Module implements AutoCloseable {
 
     public void setNameOrPath(String nameOrPath) {
         this.nameOrPath = nameOrPath;
+    }
+
+    /** Whether the output head's weight is the very same {@link Param} as the input embedding's. */
+    public boolean isTied() {
+        String head = outputEmbeddingsPath();
+        if (head == null) {
+            return false;
+        }
+        Param out = getSubmodule(head).paramOrNull("weight");
+        return out != null && out == inputEmbeddings().paramOrNull("weight");
+    }
+
+    /**
+     * As {@link Module#stateDict()}, but a tensor shared under several names appears once (first name), as
+     * transformers saves tied weights: {@code lm_head.weight} is omitted while it is tied.
+     */
+    @Override
+    public LinkedHashMap<String, NDArray> stateDict() {
+        LinkedHashMap<String, NDArray> out = new LinkedHashMap<>();
+        Set<Param> seen = Collections.newSetFromMap(new IdentityHashMap<>());
+        namedStateEntries().forEach((k, p) -> {
+            if (seen.add(p)) {
+                out.put(k, p.data());
+            }
+        });
+        return out;
+    }
+
+    /** Also accepts a state dict without the output head's weight while the head is tied. */
+    @Override
+    public LoadResult loadStateDict(Map<String, NDArray> state, boolean strict) {
+        String headKey = outputEmbeddingsPath() + ".weight";
+        if (!isTied() || state.containsKey(headKey)) {
+            return super.loadStateDict(state, strict);
+        }
+        LoadResult r = super.loadStateDict(state, false);
+        List<String> missing = new ArrayList<>(r.missingKeys());
+        missing.remove(headKey);
+        if (strict && (!missing.isEmpty() || !r.unexpectedKeys().isEmpty())) {
+            throw new IllegalArgumentException("state dict does not match the model: missing keys " + missing
+                    + ", unexpected keys " + r.unexpectedKeys());
+        }
+        return new LoadResult(missing, r.unexpectedKeys());
     }
 
     /** The manager that owns every parameter of this model. */

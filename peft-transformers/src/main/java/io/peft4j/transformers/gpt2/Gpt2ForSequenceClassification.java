@@ -1,11 +1,9 @@
 package io.peft4j.transformers.gpt2;
 
-import io.peft4j.transformers.ClassifierHead;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
-import io.peft4j.nn.F;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.Torch;
 import io.peft4j.nn.layers.Linear;
@@ -13,6 +11,7 @@ import io.peft4j.nn.model.ModelConfig;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.transformers.ClassifierHead;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 

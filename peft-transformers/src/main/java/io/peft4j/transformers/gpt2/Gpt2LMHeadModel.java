@@ -1,12 +1,7 @@
 package io.peft4j.transformers.gpt2;
 
-import io.peft4j.transformers.CausalLm;
-
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.types.DataType;
-import ai.djl.ndarray.types.Shape;
-import io.peft4j.nn.F;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.Param;
 import io.peft4j.nn.Torch;
@@ -15,15 +10,10 @@ import io.peft4j.nn.model.ModelConfig;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.transformers.CausalLm;
 
 import java.io.IOException;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.Collections;
-import java.util.IdentityHashMap;
-import java.util.LinkedHashMap;
-import java.util.List;
-import java.util.Map;
 import java.util.Set;
 
 /**
@@ -84,12 +74,6 @@ public class Gpt2LMHeadModel extends PreTrainedModel {
         return cfg;
     }
 
-    /** Whether {@code lm_head.weight} is currently the very same {@link Param} as {@code transformer.wte}'s. */
-    public boolean isTied() {
-        Param head = getSubmodule("lm_head").paramOrNull("weight");
-        return head != null && head == inputEmbeddings().paramOrNull("weight");
-    }
-
     @Override
     public Module inputEmbeddings() {
         return getSubmodule("transformer.wte");
@@ -98,35 +82,6 @@ public class Gpt2LMHeadModel extends PreTrainedModel {
     @Override
     public String outputEmbeddingsPath() {
         return "lm_head";
-    }
-
-    /** As {@link Module#stateDict()}, but {@code lm_head.weight} is omitted while tied, as transformers saves. */
-    @Override
-    public LinkedHashMap<String, NDArray> stateDict() {
-        LinkedHashMap<String, NDArray> out = new LinkedHashMap<>();
-        Set<Param> seen = Collections.newSetFromMap(new IdentityHashMap<>());
-        namedStateEntries().forEach((k, p) -> {
-            if (seen.add(p)) {
-                out.put(k, p.data());
-            }
-        });
-        return out;
-    }
-
-    /** Also accepts a state dict without {@code lm_head.weight} while the head is tied. */
-    @Override
-    public LoadResult loadStateDict(Map<String, NDArray> state, boolean strict) {
-        if (!isTied() || state.containsKey("lm_head.weight")) {
-            return super.loadStateDict(state, strict);
-        }
-        LoadResult r = super.loadStateDict(state, false);
-        List<String> missing = new ArrayList<>(r.missingKeys());
-        missing.remove("lm_head.weight");
-        if (strict && (!missing.isEmpty() || !r.unexpectedKeys().isEmpty())) {
-            throw new IllegalArgumentException("state dict does not match the model: missing keys " + missing
-                    + ", unexpected keys " + r.unexpectedKeys());
-        }
-        return new LoadResult(missing, r.unexpectedKeys());
     }
 
     @Override

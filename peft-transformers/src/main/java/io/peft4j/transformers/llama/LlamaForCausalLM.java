@@ -22,11 +22,7 @@ import io.peft4j.transformers.Checkpoints;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Collections;
-import java.util.IdentityHashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.Set;
 
 /**
@@ -89,12 +85,6 @@ public class LlamaForCausalLM extends PreTrainedModel {
         return cfg;
     }
 
-    /** Whether {@code lm_head.weight} is currently the very same {@link Param} as the input embedding's. */
-    public boolean isTied() {
-        Param head = getSubmodule("lm_head").paramOrNull("weight");
-        return head != null && head == inputEmbeddings().paramOrNull("weight");
-    }
-
     @Override
     public Module inputEmbeddings() {
         return getSubmodule("model.embed_tokens");
@@ -103,36 +93,6 @@ public class LlamaForCausalLM extends PreTrainedModel {
     @Override
     public String outputEmbeddingsPath() {
         return "lm_head";
-    }
-
-    /** As {@link Module#stateDict()}, but a tensor shared under several names appears once (first name), as
-     * transformers saves tied weights: {@code lm_head.weight} is omitted while it is tied. */
-    @Override
-    public LinkedHashMap<String, NDArray> stateDict() {
-        LinkedHashMap<String, NDArray> out = new LinkedHashMap<>();
-        Set<Param> seen = Collections.newSetFromMap(new IdentityHashMap<>());
-        namedStateEntries().forEach((k, p) -> {
-            if (seen.add(p)) {
-                out.put(k, p.data());
-            }
-        });
-        return out;
-    }
-
-    /** Also accepts a state dict without {@code lm_head.weight} while the head is tied. */
-    @Override
-    public LoadResult loadStateDict(Map<String, NDArray> state, boolean strict) {
-        if (!isTied() || state.containsKey("lm_head.weight")) {
-            return super.loadStateDict(state, strict);
-        }
-        LoadResult r = super.loadStateDict(state, false);
-        List<String> missing = new ArrayList<>(r.missingKeys());
-        missing.remove("lm_head.weight");
-        if (strict && (!missing.isEmpty() || !r.unexpectedKeys().isEmpty())) {
-            throw new IllegalArgumentException("state dict does not match the model: missing keys " + missing
-                    + ", unexpected keys " + r.unexpectedKeys());
-        }
-        return new LoadResult(missing, r.unexpectedKeys());
     }
 
     @Override
