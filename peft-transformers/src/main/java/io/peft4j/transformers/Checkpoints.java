@@ -1,5 +1,9 @@
 package io.peft4j.transformers;
 
+import java.util.function.Function;
+import io.peft4j.nn.Torch;
+import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.nn.model.ModelConfig;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
@@ -113,5 +117,39 @@ public final class Checkpoints {
         LinkedHashMap<String, TensorData> out = new LinkedHashMap<>();
         stateDict.forEach((k, v) -> out.put(k, TensorData.ofNDArray(v)));
         return out;
+    }
+
+    /** Builds a model of a parsed config in a manager (the constructor of a {@code PreTrainedModel}). */
+    @FunctionalInterface
+    public interface Builder<C, M> {
+        M build(NDManager manager, C config);
+    }
+
+    /** Fills a freshly built model from a model directory. */
+    @FunctionalInterface
+    public interface Loader<M> {
+        void load(M model, Path dir) throws IOException;
+    }
+
+    /**
+     * The body every {@code fromPretrained(dir)} shares: parse {@code config.json}, build the model in a new
+     * manager, load the weights, remember the directory, switch to eval mode. The manager is closed when any
+     * step fails, so a bad checkpoint leaks no native memory.
+     */
+    public static <C, M extends PreTrainedModel> M fromPretrained(Path dir, Function<ModelConfig, C> parse,
+                                                                  Builder<C, M> build, Loader<M> load)
+            throws IOException {
+        C config = parse.apply(ModelConfig.read(dir.resolve("config.json")));
+        NDManager manager = Torch.newManager();
+        try {
+            M m = build.build(manager, config);
+            load.load(m, dir);
+            m.setNameOrPath(dir.toString());
+            m.eval();
+            return m;
+        } catch (IOException | RuntimeException e) {
+            manager.close();
+            throw e;
+        }
     }
 }

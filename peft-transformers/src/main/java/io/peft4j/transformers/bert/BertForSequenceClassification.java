@@ -3,13 +3,12 @@ package io.peft4j.transformers.bert;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import io.peft4j.nn.Module;
-import io.peft4j.nn.Torch;
 import io.peft4j.nn.layers.Dropout;
 import io.peft4j.nn.layers.Linear;
-import io.peft4j.nn.model.ModelConfig;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.transformers.Checkpoints;
 import io.peft4j.transformers.ClassifierHead;
 import io.peft4j.transformers.TaskHeadCheckpoints;
 
@@ -52,20 +51,10 @@ public class BertForSequenceClassification extends PreTrainedModel {
      * model is in eval mode and owns a new manager: close it.
      */
     public static BertForSequenceClassification fromPretrained(Path dir) throws IOException {
-        BertConfig config = BertConfig.of(ModelConfig.read(dir.resolve("config.json")));
-        NDManager manager = Torch.newManager();
-        try {
-            // Like transformers' fast init: only what the checkpoint lacks gets the (costly) normal init.
-            BertForSequenceClassification m = new BertForSequenceClassification(manager, config, false);
-            BertModel.initNewlyInitialized(m, m.loadWeights(dir).newlyInitialized(), manager,
-                    config.initializerRange());
-            m.setNameOrPath(dir.toString());
-            m.eval();
-            return m;
-        } catch (IOException | RuntimeException e) {
-            manager.close();
-            throw e;
-        }
+        // Like transformers' fast init: only what the checkpoint lacks gets the (costly) normal init.
+        return Checkpoints.fromPretrained(dir, BertConfig::of, (nd, c) -> new BertForSequenceClassification(nd, c, false),
+                (m, d) -> BertModel.initNewlyInitialized(m, m.loadWeights(d).newlyInitialized(), m.manager(),
+                        m.bertConfig().initializerRange()));
     }
 
     /** Loads a safetensors checkpoint (a file, or a directory with one file or a sharded index) by name. */

@@ -9,15 +9,14 @@ import io.peft4j.nn.F;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.ModuleList;
 import io.peft4j.nn.Param;
-import io.peft4j.nn.Torch;
 import io.peft4j.nn.layers.Dropout;
 import io.peft4j.nn.layers.Embedding;
 import io.peft4j.nn.layers.LayerNorm;
 import io.peft4j.nn.layers.Linear;
-import io.peft4j.nn.model.ModelConfig;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.transformers.Checkpoints;
 import io.peft4j.transformers.TaskHeadCheckpoints;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -92,19 +91,10 @@ public class BertModel extends PreTrainedModel {
      * initialised, with a warning. The returned model is in eval mode and owns a new manager: close it.
      */
     public static BertModel fromPretrained(Path dir) throws IOException {
-        BertConfig config = BertConfig.of(ModelConfig.read(dir.resolve("config.json")));
-        NDManager manager = Torch.newManager();
-        try {
-            // Like transformers' fast init: only what the checkpoint lacks gets the (costly) normal init.
-            BertModel m = new BertModel(manager, config, true, false);
-            initNewlyInitialized(m, m.loadWeights(dir).newlyInitialized(), manager, config.initializerRange());
-            m.setNameOrPath(dir.toString());
-            m.eval();
-            return m;
-        } catch (IOException | RuntimeException e) {
-            manager.close();
-            throw e;
-        }
+        // Like transformers' fast init: only what the checkpoint lacks gets the (costly) normal init.
+        return Checkpoints.fromPretrained(dir, BertConfig::of, (nd, c) -> new BertModel(nd, c, true, false),
+                (m, d) -> initNewlyInitialized(m, m.loadWeights(d).newlyInitialized(), m.manager(),
+                        m.bertConfig().initializerRange()));
     }
 
     /** Loads a safetensors checkpoint (a file, or a directory with one file or a sharded index) by name. */

@@ -4,13 +4,12 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import io.peft4j.nn.F;
 import io.peft4j.nn.Module;
-import io.peft4j.nn.Torch;
 import io.peft4j.nn.layers.Dropout;
 import io.peft4j.nn.layers.Linear;
-import io.peft4j.nn.model.ModelConfig;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.transformers.Checkpoints;
 import io.peft4j.transformers.ClassifierHead;
 import io.peft4j.transformers.TaskHeadCheckpoints;
 import io.peft4j.transformers.bert.BertModel;
@@ -56,20 +55,11 @@ public class DistilBertForSequenceClassification extends PreTrainedModel {
      * skipped; both with a warning. The returned model is in eval mode and owns a new manager: close it.
      */
     public static DistilBertForSequenceClassification fromPretrained(Path dir) throws IOException {
-        DistilBertConfig config = DistilBertConfig.of(ModelConfig.read(dir.resolve("config.json")));
-        NDManager manager = Torch.newManager();
-        try {
-            // Like transformers' fast init: only what the checkpoint lacks gets the (costly) normal init.
-            DistilBertForSequenceClassification m = new DistilBertForSequenceClassification(manager, config, false);
-            BertModel.initNewlyInitialized(m, m.loadWeights(dir).newlyInitialized(), manager,
-                    config.initializerRange());
-            m.setNameOrPath(dir.toString());
-            m.eval();
-            return m;
-        } catch (IOException | RuntimeException e) {
-            manager.close();
-            throw e;
-        }
+        // Like transformers' fast init: only what the checkpoint lacks gets the (costly) normal init.
+        return Checkpoints.fromPretrained(dir, DistilBertConfig::of,
+                (nd, c) -> new DistilBertForSequenceClassification(nd, c, false),
+                (m, d) -> BertModel.initNewlyInitialized(m, m.loadWeights(d).newlyInitialized(), m.manager(),
+                        m.distilBertConfig().initializerRange()));
     }
 
     /** Loads a safetensors checkpoint (a file, or a directory with one file or a sharded index) by name. */

@@ -7,15 +7,14 @@ import ai.djl.ndarray.types.Shape;
 import io.peft4j.nn.F;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.ModuleList;
-import io.peft4j.nn.Torch;
 import io.peft4j.nn.layers.Dropout;
 import io.peft4j.nn.layers.Embedding;
 import io.peft4j.nn.layers.LayerNorm;
 import io.peft4j.nn.layers.Linear;
-import io.peft4j.nn.model.ModelConfig;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.transformers.Checkpoints;
 import io.peft4j.transformers.TaskHeadCheckpoints;
 import io.peft4j.transformers.bert.BertModel;
 
@@ -72,20 +71,10 @@ public class DistilBertModel extends PreTrainedModel {
      * skipped with a warning. The returned model is in eval mode and owns a new manager: close it.
      */
     public static DistilBertModel fromPretrained(Path dir) throws IOException {
-        DistilBertConfig config = DistilBertConfig.of(ModelConfig.read(dir.resolve("config.json")));
-        NDManager manager = Torch.newManager();
-        try {
-            // Like transformers' fast init: only what the checkpoint lacks gets the (costly) normal init.
-            DistilBertModel m = new DistilBertModel(manager, config, false);
-            BertModel.initNewlyInitialized(m, m.loadWeights(dir).newlyInitialized(), manager,
-                    config.initializerRange());
-            m.setNameOrPath(dir.toString());
-            m.eval();
-            return m;
-        } catch (IOException | RuntimeException e) {
-            manager.close();
-            throw e;
-        }
+        // Like transformers' fast init: only what the checkpoint lacks gets the (costly) normal init.
+        return Checkpoints.fromPretrained(dir, DistilBertConfig::of, (nd, c) -> new DistilBertModel(nd, c, false),
+                (m, d) -> BertModel.initNewlyInitialized(m, m.loadWeights(d).newlyInitialized(), m.manager(),
+                        m.distilBertConfig().initializerRange()));
     }
 
     /** Loads a safetensors checkpoint (a file, or a directory with one file or a sharded index) by name. */

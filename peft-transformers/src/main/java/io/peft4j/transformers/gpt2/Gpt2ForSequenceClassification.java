@@ -5,12 +5,11 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.peft4j.nn.Module;
-import io.peft4j.nn.Torch;
 import io.peft4j.nn.layers.Linear;
-import io.peft4j.nn.model.ModelConfig;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.transformers.Checkpoints;
 import io.peft4j.transformers.ClassifierHead;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -51,18 +50,8 @@ public class Gpt2ForSequenceClassification extends PreTrainedModel {
      * fine-tuning starts from a base model. The returned model is in eval mode and owns a new manager.
      */
     public static Gpt2ForSequenceClassification fromPretrained(Path dir) throws IOException {
-        Gpt2Config config = Gpt2Config.of(ModelConfig.read(dir.resolve("config.json")));
-        NDManager manager = Torch.newManager();
-        try {
-            Gpt2ForSequenceClassification m = new Gpt2ForSequenceClassification(manager, config);
-            m.loadWeights(dir);
-            m.setNameOrPath(dir.toString());
-            m.eval();
-            return m;
-        } catch (IOException | RuntimeException e) {
-            manager.close();
-            throw e;
-        }
+        return Checkpoints.fromPretrained(dir, Gpt2Config::of, Gpt2ForSequenceClassification::new,
+                Gpt2ForSequenceClassification::loadWeights);
     }
 
     /** Loads a safetensors checkpoint by name; see {@link #fromPretrained(Path)} for what may be absent. */

@@ -4,12 +4,11 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.Param;
-import io.peft4j.nn.Torch;
 import io.peft4j.nn.layers.Linear;
-import io.peft4j.nn.model.ModelConfig;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.transformers.Checkpoints;
 import io.peft4j.transformers.CausalLm;
 
 import java.io.IOException;
@@ -45,18 +44,7 @@ public class Gpt2LMHeadModel extends PreTrainedModel {
      * mode and owns a new manager: close it.
      */
     public static Gpt2LMHeadModel fromPretrained(Path dir) throws IOException {
-        Gpt2Config config = Gpt2Config.of(ModelConfig.read(dir.resolve("config.json")));
-        NDManager manager = Torch.newManager();
-        try {
-            Gpt2LMHeadModel m = new Gpt2LMHeadModel(manager, config);
-            m.loadWeights(dir);
-            m.setNameOrPath(dir.toString());
-            m.eval();
-            return m;
-        } catch (IOException | RuntimeException e) {
-            manager.close();
-            throw e;
-        }
+        return Checkpoints.fromPretrained(dir, Gpt2Config::of, Gpt2LMHeadModel::new, Gpt2LMHeadModel::loadWeights);
     }
 
     /**

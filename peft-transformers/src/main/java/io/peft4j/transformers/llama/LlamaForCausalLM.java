@@ -8,11 +8,9 @@ import io.peft4j.nn.F;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.ModuleList;
 import io.peft4j.nn.Param;
-import io.peft4j.nn.Torch;
 import io.peft4j.nn.layers.Embedding;
 import io.peft4j.nn.layers.Linear;
 import io.peft4j.nn.layers.RMSNorm;
-import io.peft4j.nn.model.ModelConfig;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
@@ -59,18 +57,7 @@ public class LlamaForCausalLM extends PreTrainedModel {
      * widened to F32. The returned model is in eval mode and owns a new manager: close it.
      */
     public static LlamaForCausalLM fromPretrained(Path dir) throws IOException {
-        LlamaConfig config = LlamaConfig.of(ModelConfig.read(dir.resolve("config.json")));
-        NDManager manager = Torch.newManager();
-        try {
-            LlamaForCausalLM m = new LlamaForCausalLM(manager, config);
-            m.loadWeights(dir);
-            m.setNameOrPath(dir.toString());
-            m.eval();
-            return m;
-        } catch (IOException | RuntimeException e) {
-            manager.close();
-            throw e;
-        }
+        return Checkpoints.fromPretrained(dir, LlamaConfig::of, LlamaForCausalLM::new, LlamaForCausalLM::loadWeights);
     }
 
     /** Loads a safetensors checkpoint (a file, or a directory with one file or a sharded index) by name. */
