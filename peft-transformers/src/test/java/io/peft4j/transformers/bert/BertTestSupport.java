@@ -1,15 +1,13 @@
 package io.peft4j.transformers.bert;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import io.peft4j.nn.safetensors.SafetensorsFile;
 import io.peft4j.nn.safetensors.SafetensorsWriter;
 import io.peft4j.nn.safetensors.TensorData;
+import io.peft4j.transformers.ReferenceData;
 
 import java.io.IOException;
 import java.io.OutputStream;
 import java.io.PrintStream;
-import java.net.URISyntaxException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -18,66 +16,17 @@ import java.util.Map;
 import java.util.function.Consumer;
 
 /** Reference files of the tiny HF BERT (a BertForSequenceClassification) and small helpers; shared with DistilBERT tests. */
-public final class BertTestSupport {
+public final class BertTestSupport extends ReferenceData {
     private BertTestSupport() {}
 
-    public static Path resource(String path) {
-        try {
-            return Path.of(BertTestSupport.class.getResource("/hf-reference/" + path).toURI());
-        } catch (URISyntaxException e) {
-            throw new IllegalStateException(e);
-        }
-    }
 
     public static Path modelDir() {
         return resource("models/bert");
     }
 
-    /** The fixed reference input ids, {@code [2][10]}. */
-    public static long[][] inputIds() throws IOException {
-        JsonNode ids = new ObjectMapper().readTree(resource("inputs.json").toFile()).get("input_ids");
-        long[][] out = new long[ids.size()][];
-        for (int i = 0; i < ids.size(); i++) {
-            out[i] = new long[ids.get(i).size()];
-            for (int j = 0; j < out[i].length; j++) {
-                out[i][j] = ids.get(i).get(j).asLong();
-            }
-        }
-        return out;
-    }
 
-    public static long[] flat(long[][] a) {
-        int n = 0;
-        for (long[] r : a) {
-            n += r.length;
-        }
-        long[] out = new long[n];
-        int k = 0;
-        for (long[] r : a) {
-            for (long v : r) {
-                out[k++] = v;
-            }
-        }
-        return out;
-    }
 
-    public static float maxAbsDiff(float[] a, float[] b) {
-        float m = 0;
-        for (int i = 0; i < a.length; i++) {
-            m = Math.max(m, Math.abs(a[i] - b[i]));
-        }
-        return m;
-    }
 
-    /** Index of the first element violating {@code |a - ref| <= atol + rtol*|ref|}, or -1. */
-    public static int firstViolation(float[] actual, float[] ref, double atol, double rtol) {
-        for (int i = 0; i < ref.length; i++) {
-            if (!(Math.abs(actual[i] - ref[i]) <= atol + rtol * Math.abs(ref[i]))) {
-                return i;
-            }
-        }
-        return -1;
-    }
 
     /** Every tensor of the reference checkpoint as float data, by name. */
     public static Map<String, TensorData> referenceTensors() throws IOException {
