@@ -24,6 +24,7 @@ import java.util.TreeMap;
  * {@code adapter_model.safetensors} with peft's key names.
  */
 public final class AdapterIO {
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(AdapterIO.class);
     public static final String CONFIG_NAME = "adapter_config.json";
     public static final String WEIGHTS_NAME = "adapter_model.safetensors";
     public static final String PICKLE_WEIGHTS_NAME = "adapter_model.bin";
@@ -77,7 +78,7 @@ public final class AdapterIO {
      * prefix (adapters saved by the transformers integration) are accepted. Unknown, missing, mis-shaped or
      * non-finite tensors fail with a message naming the file and keys.
      */
-    static void loadInto(Path file, Map<String, Param> expected) throws IOException {
+    static void loadInto(Path file, Map<String, Param> expected, String tunerPrefix) throws IOException {
         try (SafetensorsFile st = SafetensorsFile.open(file)) {
             Map<String, String> byModelKey = new LinkedHashMap<>();
             List<String> unexpected = new ArrayList<>();
@@ -106,6 +107,13 @@ public final class AdapterIO {
                         + "adapter module of this model: " + head(unexpected) + "; the model expects keys like "
                         + head(new ArrayList<>(expected.keySet())) + ". Was the adapter trained on another "
                         + "architecture or with other target_modules?");
+            }
+            // A missing modules_to_save copy keeps the base module's values (peft only reports tuner keys); a
+            // missing adapter tensor would leave a random or zero adapter, so it is an error.
+            List<String> missingAuxiliary = missing.stream().filter(k -> !k.contains("." + tunerPrefix)).toList();
+            if (!missingAuxiliary.isEmpty()) {
+                LOG.warn("{}: no tensors for {}; those modules keep the base model's weights", file, head(missingAuxiliary));
+                missing.removeAll(missingAuxiliary);
             }
             if (!missing.isEmpty()) {
                 throw new IllegalArgumentException(file + ": Found missing adapter keys while loading the "

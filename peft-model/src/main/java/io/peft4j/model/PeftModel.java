@@ -220,7 +220,7 @@ public class PeftModel extends Module implements AutoCloseable {
     private void loadWeights(Path dir, String adapterName) {
         Path file = AdapterIO.weightsFile(dir);
         try {
-            AdapterIO.loadInto(file, tuner().adapterStateDict(adapterName, "base_model."));
+            AdapterIO.loadInto(file, tuner().adapterStateDict(adapterName, "base_model."), tuner().prefix());
         } catch (IOException e) {
             throw new UncheckedIOException(file + ": " + e.getMessage(), e);
         }

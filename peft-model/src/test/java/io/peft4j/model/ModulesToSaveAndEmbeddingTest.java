@@ -139,6 +139,37 @@ class ModulesToSaveAndEmbeddingTest {
     }
 
     @Test
+    void anAdapterWithoutItsHeadTensorsLoadsAndKeepsTheBaseHeadButMissingLoraTensorsFail(@TempDir Path dir)
+            throws Exception {
+        Classifier model = new Classifier(nd);
+        PeftModel peft = PeftModel.getPeftModel(model, LoraConfig.builder().r(2).targetModules("embed_tokens")
+                .taskType(TaskType.SEQ_CLS).build());
+        peft.saveAdapter(dir);
+        Path file = dir.resolve("adapter_model.safetensors");
+        Map<String, io.peft4j.nn.safetensors.TensorData> kept = new TreeMap<>();
+        try (SafetensorsFile st = SafetensorsFile.open(file)) {
+            for (String n : st.names()) {
+                if (n.contains("lora_")) {
+                    kept.put(n, io.peft4j.nn.safetensors.TensorData.ofFloats(st.toFloatArray(n), st.info(n).shape()));
+                }
+            }
+        }
+        io.peft4j.nn.safetensors.SafetensorsWriter.write(file, kept, Map.of("format", "pt"));
+
+        Torch.manualSeed(7);
+        Classifier fresh = new Classifier(nd);
+        float[] head = fresh.getParameter("classifier.weight").data().toFloatArray();
+        PeftModel loaded = PeftModel.fromPretrained(fresh, dir);
+        assertThat(loaded.namedParameters().get("base_model.model.classifier.modules_to_save.default.weight")
+                .data().toFloatArray()).isEqualTo(head);
+
+        kept.remove("base_model.model.embed_tokens.lora_embedding_B");
+        io.peft4j.nn.safetensors.SafetensorsWriter.write(file, kept, Map.of("format", "pt"));
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> PeftModel.fromPretrained(new Classifier(nd), dir))
+                .hasMessageContaining("missing adapter keys").hasMessageContaining("lora_embedding_B");
+    }
+
+    @Test
     void loraEmbeddingComputesTheEmbeddingOfATransposedTimesBTransposedScaled() {
         Embedding emb = new Embedding(nd, 10, 4);
         LoraEmbedding layer = new LoraEmbedding(emb);
