@@ -117,4 +117,68 @@ public final class TargetMatcher {
         }
         return dflt;
     }
+
+    /** peft's {@code MIN_TARGET_MODULES_FOR_OPTIMIZATION}: target lists this long are condensed to suffixes. */
+    public static final int MIN_TARGET_MODULES_FOR_OPTIMIZATION = 20;
+
+    /**
+     * peft's {@code _find_minimal_target_modules}: the fewest suffixes that still select every target and none of
+     * {@code others}, trying each target's shortest suffixes first (targets visited in the order of their suffix
+     * lists, as peft sorts them). Returns the targets unchanged when no suffix qualifies.
+     */
+    public static java.util.Set<String> minimalTargetModules(java.util.Collection<String> targets,
+                                                            java.util.Collection<String> others) {
+        if (targets.isEmpty()) {
+            throw new IllegalArgumentException("target_modules should be a list or set of strings.");
+        }
+        java.util.Set<String> t = new java.util.TreeSet<>(targets);
+        if (t.contains("")) {
+            throw new IllegalArgumentException("target_modules should not contain an empty string.");
+        }
+        java.util.Set<String> otherSuffixes = new java.util.HashSet<>();
+        for (String o : others) {
+            if (t.contains(o)) {
+                throw new IllegalArgumentException("target_modules and other_module_names contain common elements: " + o);
+            }
+            otherSuffixes.addAll(suffixes(o));
+        }
+        List<List<String>> bySuffixes = new java.util.ArrayList<>();
+        for (String item : t) {
+            bySuffixes.add(suffixes(item));
+        }
+        // Python orders the lists element by element; the full name is each list's last element.
+        bySuffixes.sort((a, b) -> {
+            for (int i = 0; i < Math.min(a.size(), b.size()); i++) {
+                int c = a.get(i).compareTo(b.get(i));
+                if (c != 0) {
+                    return c;
+                }
+            }
+            return Integer.compare(a.size(), b.size());
+        });
+        java.util.Set<String> required = new java.util.LinkedHashSet<>();
+        for (List<String> sfx : bySuffixes) {
+            String item = sfx.get(sfx.size() - 1);
+            for (String suffix : sfx) {
+                if (required.contains(suffix) || otherSuffixes.contains(suffix)) {
+                    continue;
+                }
+                if (required.stream().noneMatch(r -> item.endsWith("." + r))) {
+                    required.add(suffix);
+                    break;
+                }
+            }
+        }
+        return required.isEmpty() ? t : new java.util.TreeSet<>(required);
+    }
+
+    /** {@code "a.b.c" -> ["c", "b.c", "a.b.c"]}. */
+    private static List<String> suffixes(String name) {
+        String[] parts = name.split("\\.", -1);
+        List<String> out = new java.util.ArrayList<>();
+        for (int i = parts.length - 1; i >= 0; i--) {
+            out.add(String.join(".", java.util.Arrays.asList(parts).subList(i, parts.length)));
+        }
+        return out;
+    }
 }

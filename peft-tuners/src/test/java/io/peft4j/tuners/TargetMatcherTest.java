@@ -80,4 +80,32 @@ class TargetMatcherTest {
         assertThat(BaseTuner.removeAdapterName("base_model.model.default.q_proj.lora_A.other.weight", "default"))
                 .isEqualTo("base_model.model.default.q_proj.lora_A.other.weight");
     }
+
+    @Test
+    void longTargetListsCondenseToMinimalSuffixesAsPeft() {
+        // peft's docstring example: q_proj/v_proj of the decoder, k_proj of the encoder.
+        java.util.List<String> targets = new java.util.ArrayList<>();
+        java.util.List<String> others = new java.util.ArrayList<>();
+        for (int i = 0; i < 100; i++) {
+            targets.add("model.decoder.layers." + i + ".self_attn.q_proj");
+            targets.add("model.decoder.layers." + i + ".self_attn.v_proj");
+            others.add("model.encoder.layers." + i + ".self_attn.k_proj");
+        }
+        assertThat(TargetMatcher.minimalTargetModules(targets, others)).containsExactlyInAnyOrder("q_proj", "v_proj");
+        // When the encoder also has a q_proj that must not be targeted, the suffix has to say "decoder".
+        for (int i = 0; i < 100; i++) {
+            others.add("model.encoder.layers." + i + ".self_attn.q_proj");
+        }
+        java.util.Set<String> minimal = TargetMatcher.minimalTargetModules(targets, others);
+        assertThat(minimal).contains("v_proj").doesNotContain("q_proj");
+        for (String t : targets) {
+            assertThat(minimal.stream().anyMatch(m -> t.equals(m) || t.endsWith("." + m))).as(t).isTrue();
+        }
+        for (String o : others) {
+            assertThat(minimal.stream().anyMatch(m -> o.equals(m) || o.endsWith("." + m))).as(o).isFalse();
+        }
+        org.assertj.core.api.Assertions.assertThatThrownBy(
+                () -> TargetMatcher.minimalTargetModules(java.util.List.of("a.b"), java.util.List.of("a.b")))
+                .hasMessageContaining("common elements");
+    }
 }

@@ -50,6 +50,20 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
         if (c.targetModules().isAllLinear()) {
             c = c.toBuilder().targetModules(expandAllLinear(model, c)).build();
         }
+        TargetModules t = c.targetModules();
+        if (!t.isRegex() && t.names().size() >= TargetMatcher.MIN_TARGET_MODULES_FOR_OPTIMIZATION) {
+            // As peft: long lists (e.g. every full module path) are condensed, and the short form is what is saved.
+            List<String> others = new ArrayList<>();
+            for (String key : model.namedModules().keySet()) {
+                if (!t.names().contains(key) && t.names().stream().noneMatch(n -> key.endsWith("." + n))) {
+                    others.add(key);
+                }
+            }
+            Set<String> minimal = TargetMatcher.minimalTargetModules(t.names(), others);
+            if (minimal.size() < t.names().size()) {
+                c = c.toBuilder().targetModules(TargetModules.of(minimal.toArray(String[]::new))).build();
+            }
+        }
         return c;
     }
 
