@@ -37,7 +37,8 @@ class LoraParityTest {
     static List<String> cases() {
         return List.of("llama-lora", "llama-lora-gaussian", "llama-rslora", "llama-lora-all-linear",
                 "llama-lora-patterns", "gpt2-lora", "gpt2-lora-gaussian", "gpt2-rslora",
-                "gpt2-lora-embed-fan-in-fan-out", "bert-lora", "bert-lora-gaussian", "bert-rslora");
+                "gpt2-lora-embed-fan-in-fan-out", "bert-lora", "bert-lora-gaussian", "bert-rslora",
+                "llama-dora", "gpt2-dora", "bert-dora");
     }
 
     /** The reference base model of a case ({@code gpt2-rslora -> models/gpt2}). */
@@ -98,7 +99,8 @@ class LoraParityTest {
                 .r(hf.get("r").asInt())
                 .loraAlpha(hf.get("lora_alpha").numberValue())
                 .taskType(TaskType.valueOf(hf.get("task_type").asText()))
-                .useRslora(hf.get("use_rslora").asBoolean());
+                .useRslora(hf.get("use_rslora").asBoolean())
+                .useDora(hf.get("use_dora").asBoolean());
         List<String> targets = new ArrayList<>();
         hf.get("target_modules").forEach(t -> targets.add(t.asText()));
         b.targetModules(name.endsWith("all-linear") ? List.of("all-linear") : targets);
@@ -141,7 +143,7 @@ class LoraParityTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"llama-lora", "gpt2-lora", "bert-lora"})
+    @ValueSource(strings = {"llama-lora", "gpt2-lora", "bert-lora", "llama-dora"})
     void mergedModelSavesLikeTransformers(String name, @TempDir Path tmp) throws Exception {
         Path out = tmp.resolve("merged");
         try (PreTrainedModel model = base(name)) {

@@ -45,11 +45,33 @@ public abstract class LoraLayer extends TunerLayer {
         scaling.put(adapter, value);
     }
 
+    /**
+     * As peft saves them: the DoRA magnitude {@code lora_magnitude_vector.<a>.weight} is keyed without its
+     * {@code .weight} (the file format predates the module that now holds it).
+     */
+    @Override
+    public Map<String, Param> adapterParameters(String adapter) {
+        Map<String, Param> out = new java.util.LinkedHashMap<>();
+        String dora = "lora_magnitude_vector." + adapter + ".weight";
+        super.adapterParameters(adapter).forEach((k, p) -> out.put(k.equals(dora) ? k.substring(0, k.length() - 7) : k, p));
+        return out;
+    }
+
     /** Whether this layer holds weights for {@code adapter}. */
     protected abstract boolean hasAdapter(String adapter);
 
     /** {@code ΔW} of one adapter, shaped like the base weight. */
     public abstract NDArray deltaWeight(String adapter);
+
+    /** The base weight with one adapter merged in; plain LoRA adds {@link #deltaWeight}. */
+    protected NDArray mergedWeight(String adapter, NDArray weight) {
+        return weight.add(deltaWeight(adapter));
+    }
+
+    /** Inverse of {@link #mergedWeight}. */
+    protected NDArray unmergedWeight(String adapter, NDArray weight) {
+        return weight.sub(deltaWeight(adapter));
+    }
 
     /** {@code Δb} of one adapter (LoRA with {@code lora_bias}), or null. */
     protected NDArray deltaBias(String adapter) {
@@ -67,7 +89,7 @@ public abstract class LoraLayer extends TunerLayer {
             }
             try (NoGrad ng = NoGrad.enter(); NDScope scope = new NDScope()) {
                 scope.suppressNotUsedWarning();
-                NDArray mergedW = w.data().add(deltaWeight(adapter));
+                NDArray mergedW = mergedWeight(adapter, w.data());
                 NDArray db = bias == null ? null : deltaBias(adapter);
                 NDArray mergedB = db == null ? null : bias.data().add(db);
                 if (safe) {
@@ -116,7 +138,7 @@ public abstract class LoraLayer extends TunerLayer {
             String adapter = mergedAdapters.remove(mergedAdapters.size() - 1);
             try (NoGrad ng = NoGrad.enter(); NDScope scope = new NDScope()) {
                 scope.suppressNotUsedWarning();
-                w.setData(w.data().sub(deltaWeight(adapter)));
+                w.setData(unmergedWeight(adapter, w.data()));
                 NDArray db = bias == null ? null : deltaBias(adapter);
                 if (db != null) {
                     bias.setData(bias.data().sub(db));

@@ -31,6 +31,7 @@ public final class LoraLinear extends LoraLayer {
     private final long outFeatures;
     private final boolean fanInFanOut;
     private final Map<String, Boolean> loraBias = new HashMap<>();
+    private final Map<String, Boolean> useDora = new HashMap<>();
 
     /**
      * @param fanInFanOut true when the base weight is stored {@code (in, out)} (GPT-2 Conv1D)
@@ -71,6 +72,18 @@ public final class LoraLinear extends LoraLayer {
     /** Adds (or replaces) an adapter on this layer and initialises it. */
     public void updateLayer(String adapter, int r, double alpha, double dropout, InitLoraWeights init,
                             boolean useRslora, boolean withLoraBias) {
+        updateLayer(adapter, r, alpha, dropout, init, useRslora, withLoraBias, false);
+    }
+
+    /**
+     * Same, optionally with DoRA: the magnitude vector starts as the row norm of {@code W + s·BA}, so the
+     * adapted layer initially computes what the base layer does.
+     */
+    public void updateLayer(String adapter, int r, double alpha, double dropout, InitLoraWeights init,
+                            boolean useRslora, boolean withLoraBias, boolean dora) {
+        if (dora && withLoraBias) {
+            throw new IllegalArgumentException("DoRA does not support lora_bias=True (module " + adapter + ")");
+        }
         if (r <= 0) {
             throw new IllegalArgumentException("`r` should be a positive integer value but the value passed is " + r);
         }
@@ -82,6 +95,25 @@ public final class LoraLinear extends LoraLayer {
         loraBias.put(adapter, withLoraBias);
         scaling.put(adapter, useRslora ? alpha / Math.sqrt(r) : alpha / r);
         resetParameters(adapter, init, a, b, m);
+        useDora.put(adapter, dora);
+        if (dora) {
+            if (!hasChild("lora_magnitude_vector")) {
+                registerModule("lora_magnitude_vector", new ModuleDict());
+            }
+            NDArray norm = DoraLinearLayer.weightNorm(weightOutIn(), b.weight().data().matMul(a.weight().data()),
+                    scaling.get(adapter).floatValue());
+            dict("lora_magnitude_vector").put(adapter, new DoraLinearLayer(norm));
+        }
+    }
+
+    /** The base weight as {@code (out, in)} (GPT-2's Conv1D stores it transposed). */
+    private NDArray weightOutIn() {
+        NDArray w = baseLayer().param("weight").data();
+        return fanInFanOut ? w.transpose() : w;
+    }
+
+    public boolean usesDora(String adapter) {
+        return useDora.getOrDefault(adapter, false);
     }
 
     private void resetParameters(String adapter, InitLoraWeights init, Linear a, Linear b, NDManager m) {
@@ -121,7 +153,12 @@ public final class LoraLinear extends LoraLayer {
                 continue;
             }
             float s = scaling.get(adapter).floatValue();
-            NDArray h = a.forward(dict("lora_dropout").get(adapter).forward(x));
+            Module dropout = dict("lora_dropout").get(adapter);
+            if (usesDora(adapter)) {
+                result = doraForward(adapter, x, result, dropout, s);
+                continue;
+            }
+            NDArray h = a.forward(dropout.forward(x));
             Module b = dict("lora_B").get(adapter);
             // Scaling the rank-r activations instead of the output is the same product, r/out times cheaper.
             NDArray delta = loraBias.get(adapter) ? F.mul(b.forward(h), s) : b.forward(F.mul(h, s));
@@ -129,6 +166,68 @@ public final class LoraLinear extends LoraLayer {
         }
         return result;
     }
+
+    /**
+     * DoRA: {@code y = result + (f - 1)·(W x) + f·s·B(A(x))} with {@code f = m / ‖W + s·BA‖} (norm detached), i.e.
+     * {@code b + f ⊙ (W x + s·BAx)}. Without active dropout {@code W x} is the base output minus its bias; with
+     * it, {@code W x} is recomputed on the dropped input, as peft does.
+     */
+    private NDArray doraForward(String adapter, NDArray x, NDArray result, Module dropout, float s) {
+        Linear a = (Linear) dict("lora_A").get(adapter);
+        Linear b = (Linear) dict("lora_B").get(adapter);
+        NDArray xd = dropout.forward(x);
+        NDArray loraResult = b.forward(a.forward(xd));
+        NDArray norm;
+        try (NoGrad ignored = NoGrad.enter()) {
+            norm = DoraLinearLayer.weightNorm(weightOutIn(), b.weight().data().matMul(a.weight().data()), s);
+        }
+        NDArray f = ((DoraLinearLayer) dict("lora_magnitude_vector").get(adapter)).magnitude().data().div(norm);
+        NDArray baseOut;
+        if (xd == x) {
+            Param bias = baseLayer().paramOrNull("bias");
+            baseOut = bias == null ? result : result.sub(bias.data());
+        } else {
+            baseOut = F.linear(xd, weightOutIn(), null);
+        }
+        return result.add(F.add(f, -1f).mul(baseOut)).add(f.mul(F.mul(loraResult, s)));
+    }
+
+    @Override
+    protected NDArray mergedWeight(String adapter, NDArray weight) {
+        if (!usesDora(adapter)) {
+            return super.mergedWeight(adapter, weight);
+        }
+        // W' = (m / ‖W + ΔW‖) ⊙ (W + ΔW) row-wise; the norm is cached to undo the merge exactly.
+        Linear a = (Linear) dict("lora_A").get(adapter);
+        Linear b = (Linear) dict("lora_B").get(adapter);
+        NDArray norm = DoraLinearLayer.weightNorm(weightOutIn(), b.weight().data().matMul(a.weight().data()),
+                scaling.get(adapter).floatValue());
+        NDScope.unregister(norm);
+        NDArray old = mergeNorms.put(adapter, norm);
+        if (old != null) {
+            old.close();
+        }
+        return weight.add(deltaWeight(adapter)).mul(doraFactor(adapter, norm));
+    }
+
+    @Override
+    protected NDArray unmergedWeight(String adapter, NDArray weight) {
+        if (!usesDora(adapter)) {
+            return super.unmergedWeight(adapter, weight);
+        }
+        NDArray norm = mergeNorms.remove(adapter);
+        NDArray out = weight.div(doraFactor(adapter, norm)).sub(deltaWeight(adapter));
+        norm.close();
+        return out;
+    }
+
+    /** {@code m / norm} shaped to scale the base weight's output rows ({@code (out, 1)}, or {@code (1, out)} for Conv1D). */
+    private NDArray doraFactor(String adapter, NDArray norm) {
+        NDArray f = ((DoraLinearLayer) dict("lora_magnitude_vector").get(adapter)).magnitude().data().div(norm);
+        return fanInFanOut ? f.reshape(1, -1) : f.reshape(-1, 1);
+    }
+
+    private final Map<String, NDArray> mergeNorms = new HashMap<>();
 
     /** {@code transpose(B @ A, fan_in_fan_out) * scaling}, shaped like the base weight. */
     @Override
@@ -157,5 +256,6 @@ public final class LoraLinear extends LoraLayer {
     protected void onAdapterDeleted(String adapter) {
         super.onAdapterDeleted(adapter);
         loraBias.remove(adapter);
+        useDora.remove(adapter);
     }
 }

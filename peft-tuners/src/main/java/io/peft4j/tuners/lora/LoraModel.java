@@ -128,9 +128,9 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
                                     Module parent, String currentKey) {
         int r = TargetMatcher.patternValue(c.rankPattern(), currentKey, c.r());
         Number alpha = TargetMatcher.patternValue(c.alphaPattern(), currentKey, c.loraAlpha());
-        if (c.useDora()) {
-            throw new UnsupportedOperationException("use_dora=true is not supported yet by peft4j (module "
-                    + currentKey + ")");
+        if (c.useDora() && (target instanceof LoraEmbedding || LoraEmbedding.supports(target))) {
+            throw new UnsupportedOperationException("use_dora=true on an Embedding is not supported yet by peft4j "
+                    + "(module " + currentKey + "); DoRA works on Linear and GPT-2 Conv1D");
         }
         if (target instanceof LoraEmbedding existing) {
             existing.updateLayer(adapterName, r, alpha.doubleValue(), c.loraDropout(), c.initLoraWeights(),
@@ -171,6 +171,6 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
                     + ") is not supported. Currently, only `Linear`, `Embedding` and GPT-2 `Conv1D` are supported.");
         }
         layer.updateLayer(adapterName, r, alpha.doubleValue(), c.loraDropout(), c.initLoraWeights(),
-                c.useRslora(), c.loraBias());
+                c.useRslora(), c.loraBias(), c.useDora());
     }
 }
