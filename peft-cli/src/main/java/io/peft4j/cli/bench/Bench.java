@@ -67,6 +67,8 @@ public final class Bench {
     public static final String FULL_FT_TRAIN = "full-ft-train";
     public static final String LORA_UNMERGED_FORWARD = "lora-unmerged-forward";
     public static final String LORA_MERGED_FORWARD = "lora-merged-forward";
+    public static final String DORA_QV_TRAIN = "dora-qv-train";
+    public static final String DORA_UNMERGED_FORWARD = "dora-unmerged-forward";
     public static final String GENERATE_CACHED = "generate-cached";
     public static final String GENERATE_UNCACHED = "generate-uncached";
 
@@ -82,7 +84,8 @@ public final class Bench {
 
     private static List<String> names() {
         List<String> out = new ArrayList<>(List.of(BASE_FORWARD, LORA_QV_TRAIN, LORA_ALL_LINEAR_TRAIN,
-                FULL_FT_TRAIN, LORA_UNMERGED_FORWARD, LORA_MERGED_FORWARD, GENERATE_CACHED, GENERATE_UNCACHED));
+                FULL_FT_TRAIN, LORA_UNMERGED_FORWARD, LORA_MERGED_FORWARD, DORA_QV_TRAIN, DORA_UNMERGED_FORWARD,
+                GENERATE_CACHED, GENERATE_UNCACHED));
         for (String prefix : List.of(GPT2, BERT)) {
             ARCH_MEASUREMENTS.forEach(m -> out.add(prefix + m));
         }
@@ -324,6 +327,8 @@ public final class Bench {
             case FULL_FT_TRAIN -> train(opts, Variant.FULL, arch);
             case LORA_UNMERGED_FORWARD -> forward(opts, Variant.LORA_QV, arch);
             case LORA_MERGED_FORWARD -> forward(opts, Variant.LORA_QV_MERGED, arch);
+            case DORA_QV_TRAIN -> train(opts, Variant.DORA_QV, arch);
+            case DORA_UNMERGED_FORWARD -> forward(opts, Variant.DORA_QV, arch);
             case GENERATE_CACHED -> generate(opts, true);
             case GENERATE_UNCACHED -> generate(opts, false);
             default -> throw new IllegalStateException(name);
@@ -350,7 +355,7 @@ public final class Bench {
 
     // ---- measurements -------------------------------------------------------------------------------
 
-    private enum Variant { BASE, LORA_QV, LORA_QV_MERGED, LORA_ALL_LINEAR, FULL }
+    private enum Variant { BASE, LORA_QV, LORA_QV_MERGED, LORA_ALL_LINEAR, FULL, DORA_QV }
 
     /** Per-step times; {@code tokens} is what one step processes (for {@code tokens_per_s}). */
     private record Timings(double[] total, double[] fwd, double[] bwd, double[] opt, double tokens) {
@@ -481,7 +486,7 @@ public final class Bench {
             case BERT -> new BertForSequenceClassification(nd, opts.bertConfig());
         };
         model.eval();
-        LoraConfig.Builder lora = LoraConfig.builder().r(16).loraAlpha(32)
+        LoraConfig.Builder lora = LoraConfig.builder().r(16).loraAlpha(32).useDora(v == Variant.DORA_QV)
                 .taskType(arch == Arch.BERT ? TaskType.SEQ_CLS : TaskType.CAUSAL_LM);
         switch (v) {
             case BASE:
@@ -585,7 +590,7 @@ public final class Bench {
         double linear = 2 * n * perToken;
         double attn = opts.layers * 2 * (2.0 * opts.batch * opts.heads * opts.seq * opts.seq * headDim);
         double flop = switch (name) {
-            case LORA_QV_TRAIN, LORA_ALL_LINEAR_TRAIN -> 2 * linear + 3 * attn;
+            case LORA_QV_TRAIN, LORA_ALL_LINEAR_TRAIN, DORA_QV_TRAIN -> 2 * linear + 3 * attn;
             case FULL_FT_TRAIN -> 3 * linear + 3 * attn;
             default -> linear + attn;
         };

@@ -36,10 +36,11 @@ class BenchTest {
         List<String> lines = run(tiny(), ms);
         List<String> results = lines.stream().filter(l -> !l.startsWith("#")).toList();
         assertThat(lines).allMatch(l -> l.startsWith("#") || LINE.matcher(l).matches());
-        assertThat(results).hasSize(20).allMatch(l -> LINE.matcher(l).matches());
+        assertThat(results).hasSize(22).allMatch(l -> LINE.matcher(l).matches());
         assertThat(results.stream().map(l -> l.substring(0, l.indexOf(' '))).toList())
                 .containsExactly("base-forward", "lora-qv-train", "lora-all-linear-train", "full-ft-train",
-                        "lora-unmerged-forward", "lora-merged-forward", "generate-cached", "generate-uncached",
+                        "lora-unmerged-forward", "lora-merged-forward", "dora-qv-train", "dora-unmerged-forward",
+                        "generate-cached", "generate-uncached",
                         "gpt2-base-forward", "gpt2-lora-train", "gpt2-lora-all-linear-train", "gpt2-full-ft-train",
                         "gpt2-lora-unmerged-forward", "gpt2-lora-merged-forward",
                         "bert-base-forward", "bert-lora-train", "bert-lora-all-linear-train", "bert-full-ft-train",
