@@ -38,7 +38,7 @@ class LoraParityTest {
         return List.of("llama-lora", "llama-lora-gaussian", "llama-rslora", "llama-lora-all-linear",
                 "llama-lora-patterns", "gpt2-lora", "gpt2-lora-gaussian", "gpt2-rslora",
                 "gpt2-lora-embed-fan-in-fan-out", "bert-lora", "bert-lora-gaussian", "bert-rslora",
-                "llama-dora", "gpt2-dora", "bert-dora");
+                "llama-dora", "gpt2-dora", "bert-dora", "llama-ia3", "gpt2-ia3", "bert-ia3");
     }
 
     /** The reference base model of a case ({@code gpt2-rslora -> models/gpt2}). */
@@ -95,6 +95,39 @@ class LoraParityTest {
     @MethodSource("cases")
     void savedAdapterHasHfNamesShapesAndConfig(String name, @TempDir Path tmp) throws Exception {
         JsonNode hf = Reference.JSON.readTree(Reference.adapter(name).resolve("adapter_config.json").toFile());
+        PeftConfig built = name.endsWith("-ia3") ? ia3Config(hf) : loraConfig(name, hf);
+        Path dir = tmp.resolve("out");
+        try (PreTrainedModel model = base(name)) {
+            model.setNameOrPath("models/" + name.substring(0, name.indexOf('-')));
+            PeftModel peft = PeftModel.getPeftModel(model, built);
+            peft.saveAdapter(dir);
+        }
+        Map<String, List<Long>> ours = shapes(dir.resolve("adapter_model.safetensors"));
+        Map<String, List<Long>> theirs = shapes(Reference.adapter(name).resolve("adapter_model.safetensors"));
+        assertThat(ours).isEqualTo(theirs);
+
+        JsonNode saved = Reference.JSON.readTree(dir.resolve("adapter_config.json").toFile());
+        assertThat(fieldNames(saved)).isEqualTo(fieldNames(hf));
+        for (String field : fieldNames(hf)) {
+            if (field.equals("target_modules") || field.equals("feedforward_modules")) {
+                assertThat(new TreeSet<>(texts(saved.get(field)))).isEqualTo(new TreeSet<>(texts(hf.get(field))));
+            } else {
+                assertThat(saved.get(field)).as(name + " field " + field).isEqualTo(hf.get(field));
+            }
+        }
+    }
+
+    /** IA3 from the builder with only the case's targets, feed-forward modules and task. */
+    private static PeftConfig ia3Config(JsonNode hf) {
+        return io.peft4j.config.IA3Config.builder()
+                .targetModules(texts(hf.get("target_modules")))
+                .feedforwardModules(texts(hf.get("feedforward_modules")).toArray(String[]::new))
+                .taskType(TaskType.valueOf(hf.get("task_type").asText()))
+                .build();
+    }
+
+    /** LoRA from the builder with the case's settings (everything else at its default). */
+    private static PeftConfig loraConfig(String name, JsonNode hf) {
         LoraConfig.Builder b = LoraConfig.builder()
                 .r(hf.get("r").asInt())
                 .loraAlpha(hf.get("lora_alpha").numberValue())
@@ -120,26 +153,7 @@ class LoraParityTest {
         Map<String, Number> alphas = new java.util.LinkedHashMap<>();
         hf.get("alpha_pattern").fields().forEachRemaining(e -> alphas.put(e.getKey(), e.getValue().numberValue()));
         b.rankPattern(ranks).alphaPattern(alphas);
-
-        Path dir = tmp.resolve("out");
-        try (PreTrainedModel model = base(name)) {
-            model.setNameOrPath("models/" + name.substring(0, name.indexOf('-')));
-            PeftModel peft = PeftModel.getPeftModel(model, b.build());
-            peft.saveAdapter(dir);
-        }
-        Map<String, List<Long>> ours = shapes(dir.resolve("adapter_model.safetensors"));
-        Map<String, List<Long>> theirs = shapes(Reference.adapter(name).resolve("adapter_model.safetensors"));
-        assertThat(ours).isEqualTo(theirs);
-
-        JsonNode saved = Reference.JSON.readTree(dir.resolve("adapter_config.json").toFile());
-        assertThat(fieldNames(saved)).isEqualTo(fieldNames(hf));
-        for (String field : fieldNames(hf)) {
-            if (field.equals("target_modules")) {
-                assertThat(new TreeSet<>(texts(saved.get(field)))).isEqualTo(new TreeSet<>(texts(hf.get(field))));
-            } else {
-                assertThat(saved.get(field)).as(name + " field " + field).isEqualTo(hf.get(field));
-            }
-        }
+        return b.build();
     }
 
     @ParameterizedTest

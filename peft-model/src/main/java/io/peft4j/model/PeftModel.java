@@ -73,8 +73,11 @@ public class PeftModel extends Module implements AutoCloseable {
         if (config instanceof LoraConfig lora) {
             return new LoraModel(model, lora, adapterName);
         }
+        if (config instanceof io.peft4j.config.IA3Config ia3) {
+            return new io.peft4j.tuners.ia3.IA3Model(model, ia3, adapterName);
+        }
         throw new UnsupportedOperationException("peft_type " + config.peftType() + " is not supported yet by "
-                + "PeftModel (supported: LORA)");
+                + "PeftModel (supported: LORA, IA3)");
     }
 
     // ---- construction -----------------------------------------------------------------------------
