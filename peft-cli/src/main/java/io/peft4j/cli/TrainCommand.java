@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import io.peft4j.config.PeftConfig;
 import io.peft4j.hub.HfModels;
 import io.peft4j.hub.HfTokenizer;
+import io.peft4j.model.LoraPlus;
 import io.peft4j.model.PeftModel;
 import io.peft4j.nn.Torch;
 import io.peft4j.nn.model.ModelInput;
@@ -59,6 +60,10 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "global gradient clipping; 0 = off")
     float maxGradNorm;
 
+    @Option(names = "--loraplus-lr-ratio", paramLabel = "R",
+            description = "LoRA+: train lora_B (and 1-D parameters) with learning rate R x --lr (peft suggests 16)")
+    Float loraplusLrRatio;
+
     @Override
     public Integer call() throws Exception {
         if (steps <= 0 || batchSize <= 0 || maxLength < 2) {
@@ -75,7 +80,9 @@ final class TrainCommand implements Callable<Integer> {
             peft.printTrainableParameters();
             peft.train(true);
             long pad = base.config().getInt("pad_token_id", 0);
-            AdamW opt = AdamW.builder().lr(lr).maxGradNorm(maxGradNorm).build();
+            AdamW opt = loraplusLrRatio == null
+                    ? AdamW.builder().lr(lr).maxGradNorm(maxGradNorm).build()
+                    : LoraPlus.optimizer(peft, lr, loraplusLrRatio, 0f, maxGradNorm);
             var params = peft.trainableParameters();
             NDManager m = base.manager();
             long started = System.nanoTime();

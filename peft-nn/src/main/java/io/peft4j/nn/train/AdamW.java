@@ -26,18 +26,37 @@ import java.util.List;
 public final class AdamW {
     private final ai.djl.training.optimizer.AdamW delegate;
     private final float maxGradNorm;
+    private final Builder settings;
+    /** Parameter groups with their own learning rate / weight decay (LoRA+), one DJL optimizer each. */
+    private final java.util.Map<Param, ai.djl.training.optimizer.AdamW> grouped = new java.util.IdentityHashMap<>();
 
     private AdamW(Builder b) {
         Torch.engine();
-        ParameterTracker lr = b.lrTracker != null ? b.lrTracker : Tracker.fixed(b.lr);
-        this.delegate = ai.djl.training.optimizer.AdamW.builder()
-                .optLearningRateTracker(lr)
-                .optBeta1(b.beta1)
-                .optBeta2(b.beta2)
-                .optEpsilon(b.eps)
-                .optWeightDecays(b.weightDecay)
-                .build();
+        this.settings = b;
+        this.delegate = delegate(b.lrTracker != null ? b.lrTracker : Tracker.fixed(b.lr), b.weightDecay);
         this.maxGradNorm = b.maxGradNorm;
+    }
+
+    private ai.djl.training.optimizer.AdamW delegate(ParameterTracker lr, float weightDecay) {
+        return ai.djl.training.optimizer.AdamW.builder()
+                .optLearningRateTracker(lr)
+                .optBeta1(settings.beta1)
+                .optBeta2(settings.beta2)
+                .optEpsilon(settings.eps)
+                .optWeightDecays(weightDecay)
+                .build();
+    }
+
+    /**
+     * Gives these parameters their own learning rate and weight decay (a torch param group), e.g. LoRA+'s
+     * faster B matrices. Call before the first step.
+     */
+    public AdamW paramGroup(Collection<Param> params, float lr, float weightDecay) {
+        ai.djl.training.optimizer.AdamW d = delegate(Tracker.fixed(lr), weightDecay);
+        for (Param p : params) {
+            grouped.put(p, d);
+        }
+        return this;
     }
 
     public static Builder builder() {
@@ -69,7 +88,7 @@ public final class AdamW {
                 }
             }
             for (int i = 0; i < live.size(); i++) {
-                delegate.update(live.get(i).id(), live.get(i).data(), grads.get(i));
+                grouped.getOrDefault(live.get(i), delegate).update(live.get(i).id(), live.get(i).data(), grads.get(i));
             }
             return total;
         } finally {
