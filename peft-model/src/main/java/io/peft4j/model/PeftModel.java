@@ -198,6 +198,22 @@ public class PeftModel extends Module implements AutoCloseable {
         configs.put(adapterName, tuner().peftConfig().get(adapterName));
     }
 
+    /**
+     * Combines LoRA adapters into a new inactive adapter {@code adapterName} (peft's {@code add_weighted_adapter},
+     * {@code "linear"} or {@code "cat"}); activate it with {@link #setAdapter}.
+     */
+    public void addWeightedAdapter(List<String> adapters, List<Double> weights, String adapterName,
+                                   String combinationType) {
+        if (!((Object) tuner() instanceof LoraModel lora)) {
+            throw new UnsupportedOperationException("add_weighted_adapter needs LoRA adapters");
+        }
+        if (configs.containsKey(adapterName)) {
+            throw new IllegalArgumentException("Adapter with name " + adapterName + " already exists.");
+        }
+        lora.addWeightedAdapter(adapters, weights, adapterName, combinationType);
+        configs.put(adapterName, tuner().peftConfig().get(adapterName));
+    }
+
     /** Activates one adapter (and makes it trainable unless it was loaded for inference). */
     public void setAdapter(String adapterName) {
         if (!configs.containsKey(adapterName)) {

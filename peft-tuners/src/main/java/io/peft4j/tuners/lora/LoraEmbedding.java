@@ -81,6 +81,16 @@ public final class LoraEmbedding extends LoraLayer {
     }
 
     @Override
+    public Param loraA(String adapter) {
+        return dict("lora_embedding_A").get(adapter);
+    }
+
+    @Override
+    public Param loraB(String adapter) {
+        return dict("lora_embedding_B").get(adapter);
+    }
+
+    @Override
     protected boolean hasAdapter(String adapter) {
         return dict("lora_embedding_A").containsKey(adapter);
     }

@@ -57,6 +57,12 @@ public abstract class LoraLayer extends TunerLayer {
         return out;
     }
 
+    /** {@code A} of an adapter as {@code (r, in)} ({@code lora_A.weight} or {@code lora_embedding_A}). */
+    public abstract Param loraA(String adapter);
+
+    /** {@code B} of an adapter as {@code (out, r)}. */
+    public abstract Param loraB(String adapter);
+
     /** Whether this layer holds weights for {@code adapter}. */
     protected abstract boolean hasAdapter(String adapter);
 

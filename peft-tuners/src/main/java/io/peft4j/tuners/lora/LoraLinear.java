@@ -242,6 +242,16 @@ public final class LoraLinear extends LoraLayer {
     }
 
     @Override
+    public Param loraA(String adapter) {
+        return ((Linear) dict("lora_A").get(adapter)).weight();
+    }
+
+    @Override
+    public Param loraB(String adapter) {
+        return ((Linear) dict("lora_B").get(adapter)).weight();
+    }
+
+    @Override
     protected boolean hasAdapter(String adapter) {
         return dict("lora_A").containsKey(adapter);
     }

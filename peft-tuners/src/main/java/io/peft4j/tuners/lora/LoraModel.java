@@ -173,4 +173,128 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
         layer.updateLayer(adapterName, r, alpha.doubleValue(), c.loraDropout(), c.initLoraWeights(),
                 c.useRslora(), c.loraBias(), c.useDora());
     }
+
+    /**
+     * peft's {@code add_weighted_adapter} for {@code "linear"} and {@code "cat"}: a new, inactive, frozen adapter
+     * {@code name} with {@code lora_alpha = r} (scaling 1) on the union of the adapters' targets.
+     * <ul>
+     *   <li>{@code cat}: {@code A = cat(A_i)}, {@code B = cat(w_i·s_i·B_i)}, so {@code ΔW = Σ w_i·ΔW_i} exactly
+     *       (rank {@code Σ r_i});</li>
+     *   <li>{@code linear}: {@code A = Σ √(w_i·s_i)·A_i}, {@code B = Σ √(w_i·s_i)·B_i} (same rank required; with
+     *       several adapters this is not {@code Σ w_i·ΔW_i}, exactly as in peft).</li>
+     * </ul>
+     * Combinations peft computes wrongly are refused: rsLoRA (the new adapter would get {@code alpha/√r ≠ 1}),
+     * DoRA (magnitudes are not combined), and rank/alpha patterns (they would be copied from the first adapter).
+     */
+    public void addWeightedAdapter(List<String> adapters, List<Double> weights, String name, String combinationType) {
+        if (adapters.isEmpty() || adapters.size() != weights.size()) {
+            throw new IllegalArgumentException("adapters and weights must be non-empty lists of the same length");
+        }
+        List<LoraConfig> configs = new ArrayList<>();
+        for (String a : adapters) {
+            LoraConfig c = peftConfig().get(a);
+            if (c == null) {
+                throw new IllegalArgumentException("Adapter " + a + " does not exist");
+            }
+            if (c.useRslora() || c.useDora()) {
+                throw new IllegalArgumentException("add_weighted_adapter: adapter '" + a + "' uses "
+                        + (c.useDora() ? "DoRA" : "rsLoRA") + ", which peft combines incorrectly; combine plain LoRA adapters only");
+            }
+            if (!c.rankPattern().isEmpty() || !c.alphaPattern().isEmpty()) {
+                throw new IllegalArgumentException("add_weighted_adapter: adapter '" + a + "' has rank_pattern/alpha_pattern, "
+                        + "which the combined adapter cannot represent");
+            }
+            configs.add(c);
+        }
+        int newRank;
+        switch (combinationType) {
+            case "linear" -> {
+                if (configs.stream().map(LoraConfig::r).distinct().count() != 1) {
+                    throw new IllegalArgumentException("All adapters must have the same r value when using combination_type "
+                            + "linear; got " + configs.stream().map(LoraConfig::r).toList());
+                }
+                newRank = configs.get(0).r();
+            }
+            case "cat" -> newRank = configs.stream().mapToInt(LoraConfig::r).sum();
+            default -> throw new IllegalArgumentException("combination_type '" + combinationType
+                    + "' is not supported (supported: linear, cat)");
+        }
+        TargetModules union;
+        if (configs.stream().allMatch(c -> !c.targetModules().isRegex())) {
+            Set<String> names = new LinkedHashSet<>();
+            configs.forEach(c -> names.addAll(c.targetModules().names()));
+            union = TargetModules.of(names.toArray(String[]::new));
+        } else if (configs.stream().allMatch(c -> c.targetModules().isRegex())) {
+            union = TargetModules.regex(String.join("|", configs.stream().map(c -> "(" + c.targetModules().regex() + ")").toList()));
+        } else {
+            throw new IllegalArgumentException("all adapter configs should follow the same target modules type. Combining "
+                    + "adapters with `target_modules` type being a mix of list/set and string is not supported.");
+        }
+        injectAdapter(name, configs.get(0).toBuilder().r(newRank).loraAlpha(newRank).targetModules(union).build());
+        for (io.peft4j.tuners.TunerLayer t : tunerLayers().values()) {
+            if (t instanceof LoraLayer layer && layer.adapterNames().contains(name)) {
+                combineInto(layer, adapters, weights, name, combinationType);
+            }
+        }
+    }
+
+    private static void combineInto(LoraLayer layer, List<String> adapters, List<Double> weights, String name,
+                                    String combinationType) {
+        List<ai.djl.ndarray.NDArray> as = new ArrayList<>();
+        List<ai.djl.ndarray.NDArray> bs = new ArrayList<>();
+        try (io.peft4j.nn.NoGrad ng = io.peft4j.nn.NoGrad.enter();
+             ai.djl.ndarray.NDScope scope = new ai.djl.ndarray.NDScope()) {
+            scope.suppressNotUsedWarning();
+            for (int i = 0; i < adapters.size(); i++) {
+                String a = adapters.get(i);
+                if (!layer.adapterNames().contains(a)) {
+                    continue;
+                }
+                double ws = weights.get(i) * layer.scaling(a);
+                if (combinationType.equals("cat")) {
+                    as.add(layer.loraA(a).data());
+                    bs.add(layer.loraB(a).data().mul((float) ws));
+                } else {
+                    float f = (float) Math.sqrt(ws);
+                    as.add(layer.loraA(a).data().mul(f));
+                    bs.add(layer.loraB(a).data().mul(f));
+                }
+            }
+            if (as.isEmpty()) {
+                throw new IllegalStateException("No matching LoRAs found for the combined adapter '" + name + "'");
+            }
+            ai.djl.ndarray.NDArray newA;
+            ai.djl.ndarray.NDArray newB;
+            if (combinationType.equals("cat")) {
+                newA = ai.djl.ndarray.NDArrays.concat(new ai.djl.ndarray.NDList(as), 0);
+                newB = ai.djl.ndarray.NDArrays.concat(new ai.djl.ndarray.NDList(bs), 1);
+                // A module targeted by only some adapters keeps zero rows/columns for the others (peft zero-fills).
+                newA = padTo(newA, layer.loraA(name).shape(), 0);
+                newB = padTo(newB, layer.loraB(name).shape(), 1);
+            } else {
+                newA = as.get(0);
+                newB = bs.get(0);
+                for (int i = 1; i < as.size(); i++) {
+                    newA = newA.add(as.get(i));
+                    newB = newB.add(bs.get(i));
+                }
+            }
+            layer.loraA(name).setData(newA);
+            layer.loraB(name).setData(newB);
+        }
+        layer.loraA(name).requiresGrad(false);
+        layer.loraB(name).requiresGrad(false);
+        layer.setScaling(name, 1.0);
+    }
+
+    private static ai.djl.ndarray.NDArray padTo(ai.djl.ndarray.NDArray x, ai.djl.ndarray.types.Shape shape, int axis) {
+        long have = x.getShape().get(axis);
+        long want = shape.get(axis);
+        if (have == want) {
+            return x;
+        }
+        long[] pad = shape.getShape().clone();
+        pad[axis] = want - have;
+        return x.concat(x.getManager().zeros(new ai.djl.ndarray.types.Shape(pad)), axis);
+    }
 }

@@ -1,0 +1,107 @@
+package io.peft4j.model;
+
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
+import io.peft4j.config.LoraConfig;
+import io.peft4j.nn.NoGrad;
+import io.peft4j.nn.Torch;
+import io.peft4j.tuners.lora.LoraLinear;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.within;
+
+/** add_weighted_adapter: cat is exactly the weighted sum of the deltas; linear follows peft's formula. */
+class WeightedAdapterTest {
+    NDManager nd;
+
+    @BeforeEach
+    void setUp() {
+        Torch.manualSeed(9);
+        nd = Torch.newManager();
+    }
+
+    @AfterEach
+    void tearDown() {
+        nd.close();
+    }
+
+    private PeftModel twoAdapters(int r2) {
+        PeftModelTest.Net net = new PeftModelTest.Net(nd);
+        PeftModel peft = PeftModel.getPeftModel(net, LoraConfig.builder().r(2).loraAlpha(4).targetModules("up_proj").build());
+        peft.addAdapter("other", LoraConfig.builder().r(r2).loraAlpha(8).targetModules("up_proj", "down_proj").build());
+        for (var e : peft.namedParameters().entrySet()) {
+            if (e.getKey().contains("lora_B")) {
+                e.getValue().setData(nd.randomNormal(0f, 0.3f, e.getValue().shape(), DataType.FLOAT32));
+            }
+        }
+        return peft;
+    }
+
+    private static float[] delta(LoraLinear l, String adapter) {
+        try (NoGrad ng = NoGrad.enter(); NDScope s = new NDScope()) {
+            s.suppressNotUsedWarning();
+            return l.deltaWeight(adapter).toFloatArray();
+        }
+    }
+
+    @Test
+    void catIsTheWeightedSumOfDeltasAndLinearFollowsPeft() {
+        PeftModel peft = twoAdapters(3);
+        LoraLinear up = (LoraLinear) peft.baseModel().getSubmodule("block.up_proj");
+        LoraLinear down = (LoraLinear) peft.baseModel().getSubmodule("block.down_proj");
+        float[] d1 = delta(up, "default");
+        float[] d2 = delta(up, "other");
+        peft.addWeightedAdapter(List.of("default", "other"), List.of(0.7, -0.4), "mix", "cat");
+        assertThat(up.rank("mix")).isEqualTo(5);
+        assertThat(up.scaling("mix")).isEqualTo(1.0);
+        float[] mix = delta(up, "mix");
+        for (int i = 0; i < mix.length; i++) {
+            assertThat(mix[i]).isCloseTo(0.7f * d1[i] - 0.4f * d2[i], within(1e-5f));
+        }
+        // down_proj has only "other": its delta is -0.4 of it, padded with zero rank slots.
+        float[] dd = delta(down, "other");
+        float[] dmix = delta(down, "mix");
+        for (int i = 0; i < dd.length; i++) {
+            assertThat(dmix[i]).isCloseTo(-0.4f * dd[i], within(1e-5f));
+        }
+        // the new adapter is inactive and frozen; activating it runs it
+        assertThat(peft.namedParameters().get("base_model.model.block.up_proj.lora_A.mix.weight").requiresGrad()).isFalse();
+        peft.setAdapter("mix");
+        assertThat(peft.activeAdapter()).isEqualTo("mix");
+
+        PeftModel same = twoAdapters(2);
+        LoraLinear up2 = (LoraLinear) same.baseModel().getSubmodule("block.up_proj");
+        same.addWeightedAdapter(List.of("default", "other"), List.of(1.0, 0.5), "lin", "linear");
+        // peft: A = Σ sqrt(w_i s_i) A_i, B = Σ sqrt(w_i s_i) B_i with s = alpha / r (2 and 4)
+        float f1 = (float) Math.sqrt(1.0 * 2.0);
+        float f2 = (float) Math.sqrt(0.5 * 4.0);
+        float[] a = up2.loraA("lin").data().toFloatArray();
+        float[] a1 = up2.loraA("default").data().toFloatArray();
+        float[] a2 = up2.loraA("other").data().toFloatArray();
+        for (int i = 0; i < a.length; i++) {
+            assertThat(a[i]).isCloseTo(f1 * a1[i] + f2 * a2[i], within(1e-5f));
+        }
+    }
+
+    @Test
+    void combinationsPeftGetsWrongAreRefused() {
+        PeftModel ranks = twoAdapters(3);
+        assertThatThrownBy(() -> ranks.addWeightedAdapter(List.of("default", "other"), List.of(1.0, 1.0), "x", "linear"))
+                .hasMessageContaining("same r");
+        PeftModelTest.Net net = new PeftModelTest.Net(nd);
+        PeftModel rs = PeftModel.getPeftModel(net, LoraConfig.builder().r(2).useRslora(true).targetModules("up_proj").build());
+        assertThatThrownBy(() -> rs.addWeightedAdapter(List.of("default"), List.of(1.0), "x", "cat"))
+                .hasMessageContaining("rsLoRA");
+        assertThatThrownBy(() -> rs.addWeightedAdapter(List.of("nope"), List.of(1.0), "x", "cat"))
+                .hasMessageContaining("nope");
+        assertThatThrownBy(() -> ranks.addWeightedAdapter(List.of("default"), List.of(1.0), "x", "svd"))
+                .hasMessageContaining("svd");
+    }
+}
