@@ -292,6 +292,44 @@ public class PeftModel extends Module implements AutoCloseable {
         return generate(List.of(prompt), config).completion(0);
     }
 
+    /**
+     * Inference with a different adapter per batch row (peft's {@code adapter_names}): row {@code i} uses adapter
+     * {@code adapterNames.get(i)}, or the base model for {@code "__base__"}. Not while merged, training, or with DoRA.
+     */
+    public ModelOutput forward(ModelInput input, List<String> adapterNames) {
+        checkMixedBatch(adapterNames, input.inputIds() != null ? input.inputIds().getShape().get(0)
+                : input.inputsEmbeds().getShape().get(0));
+        return io.peft4j.tuners.MixedBatch.with(adapterNames, () -> forward(input));
+    }
+
+    /** {@link #forward(ModelInput, List)} for a plain module. */
+    public NDArray forward(NDArray input, List<String> adapterNames) {
+        checkMixedBatch(adapterNames, input.getShape().get(0));
+        return io.peft4j.tuners.MixedBatch.with(adapterNames, () -> forward(input));
+    }
+
+    private void checkMixedBatch(List<String> adapterNames, long batch) {
+        if (adapterNames.size() != batch) {
+            throw new IllegalArgumentException("Length of adapter_names should be the same as the number of inputs, but got "
+                    + adapterNames.size() + " and " + batch + " respectively.");
+        }
+        if (isTraining()) {
+            throw new IllegalArgumentException("Cannot pass `adapter_names` when the model is in training mode.");
+        }
+        for (String a : adapterNames) {
+            if (!a.equals(io.peft4j.tuners.MixedBatch.BASE) && !configs.containsKey(a)) {
+                throw new IllegalArgumentException("Trying to infer with non-existing adapter(s): " + a
+                        + " (adapters: " + configs.keySet() + ", or " + io.peft4j.tuners.MixedBatch.BASE + ")");
+            }
+            if (configs.containsKey(a) && configs.get(a) instanceof LoraConfig lc && lc.useDora()) {
+                throw new IllegalArgumentException("Cannot pass `adapter_names` when DoRA is enabled (adapter " + a + ").");
+            }
+        }
+        if (tuner().tunerLayers().values().stream().anyMatch(io.peft4j.tuners.TunerLayer::merged)) {
+            throw new IllegalArgumentException("Cannot pass `adapter_names` when the model is merged; unmerge first.");
+        }
+    }
+
     // ---- parameters --------------------------------------------------------------------------------
 
     /** {@code [trainable, total]} parameter counts, shared parameters counted once. */

@@ -104,4 +104,40 @@ class WeightedAdapterTest {
         assertThatThrownBy(() -> ranks.addWeightedAdapter(List.of("default"), List.of(1.0), "x", "svd"))
                 .hasMessageContaining("svd");
     }
+
+    @Test
+    void mixedBatchRowsMatchEachAdapterAlone() {
+        PeftModel peft = twoAdapters(3);
+        peft.eval();
+        ai.djl.ndarray.NDArray x = nd.randomNormal(new ai.djl.ndarray.types.Shape(3, 6));
+        float[] mixed;
+        try (NoGrad ng = NoGrad.enter(); NDScope s = new NDScope()) {
+            s.suppressNotUsedWarning();
+            mixed = peft.forward(x, List.of("default", "__base__", "other")).toFloatArray();
+        }
+        float[] withDefault = run(peft, x);
+        float[] base;
+        try (PeftModel.AdapterScope off = peft.disableAdapter()) {
+            base = run(peft, x);
+        }
+        peft.setAdapter("other");
+        float[] withOther = run(peft, x);
+        for (int j = 0; j < 3; j++) {
+            assertThat(mixed[j]).isCloseTo(withDefault[j], within(1e-6f));
+            assertThat(mixed[3 + j]).isCloseTo(base[3 + j], within(1e-6f));
+            assertThat(mixed[6 + j]).isCloseTo(withOther[6 + j], within(1e-6f));
+        }
+        assertThat(withOther[6]).isNotCloseTo(base[6], within(1e-4f));
+        assertThatThrownBy(() -> peft.forward(x, List.of("default", "nope", "other"))).hasMessageContaining("nope");
+        assertThatThrownBy(() -> peft.forward(x, List.of("default"))).hasMessageContaining("same as the number of inputs");
+        peft.mergeAdapter();
+        assertThatThrownBy(() -> peft.forward(x, List.of("default", "other", "other"))).hasMessageContaining("merged");
+    }
+
+    private static float[] run(PeftModel m, ai.djl.ndarray.NDArray x) {
+        try (NoGrad ng = NoGrad.enter(); NDScope s = new NDScope()) {
+            s.suppressNotUsedWarning();
+            return m.forward(x).toFloatArray();
+        }
+    }
 }

@@ -14,6 +14,8 @@ import io.peft4j.nn.ParameterDict;
 import io.peft4j.nn.layers.Dropout;
 import io.peft4j.nn.layers.Embedding;
 
+import java.util.List;
+
 /**
  * LoRA around an {@link Embedding}: {@code y = base(ids) + (A^T[ids] @ B^T) * scaling}, with
  * {@code lora_embedding_A: (r, num_embeddings)} and {@code lora_embedding_B: (embedding_dim, r)} held as bare
@@ -107,14 +109,20 @@ public final class LoraEmbedding extends LoraLayer {
         if (merged()) {
             return result;
         }
-        for (String adapter : activeAdapters()) {
+        List<String> rows = io.peft4j.tuners.MixedBatch.current();
+        for (String adapter : rows == null ? activeAdapters() : rows.stream().distinct().toList()) {
             if (!hasAdapter(adapter)) {
                 continue;
             }
             NDArray a = dict("lora_embedding_A").get(adapter).data();
             NDArray b = dict("lora_embedding_B").get(adapter).data();
             NDArray afterA = F.embedding(ids, a.transpose());
-            result = result.add(F.mul(afterA, scaling.get(adapter).floatValue()).matMul(b.transpose()));
+            NDArray delta = F.mul(afterA, scaling.get(adapter).floatValue()).matMul(b.transpose());
+            if (rows != null) {
+                delta = delta.mul(io.peft4j.tuners.MixedBatch.rowMask(ids.getManager(), rows, adapter,
+                        delta.getShape().dimension()));
+            }
+            result = result.add(delta);
         }
         return result;
     }

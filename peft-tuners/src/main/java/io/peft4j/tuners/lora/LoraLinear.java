@@ -147,7 +147,10 @@ public final class LoraLinear extends LoraLayer {
             return result;
         }
         ModuleDict as = dict("lora_A");
-        for (String adapter : activeAdapters()) {
+        List<String> rows = io.peft4j.tuners.MixedBatch.current();
+        // A mixed batch runs every adapter named in it, each masked to its own rows.
+        List<String> adapters = rows == null ? activeAdapters() : rows.stream().distinct().toList();
+        for (String adapter : adapters) {
             Module a = as.get(adapter);
             if (a == null) {
                 continue;
@@ -162,6 +165,10 @@ public final class LoraLinear extends LoraLayer {
             Module b = dict("lora_B").get(adapter);
             // Scaling the rank-r activations instead of the output is the same product, r/out times cheaper.
             NDArray delta = loraBias.get(adapter) ? F.mul(b.forward(h), s) : b.forward(F.mul(h, s));
+            if (rows != null) {
+                delta = delta.mul(io.peft4j.tuners.MixedBatch.rowMask(x.getManager(), rows, adapter,
+                        delta.getShape().dimension()));
+            }
             result = result.add(delta);
         }
         return result;
