@@ -120,18 +120,42 @@ public final class LoraLinear extends LoraLayer {
         if (init == null || init.isFalse()) {
             return;
         }
+        if (init.isString() && (init.name().equals("pissa") || init.name().startsWith("pissa_niter_")
+                || init.name().equals("olora"))) {
+            factorInit(adapter, init.name(), a, b, m);
+            return;
+        }
         if (init.isString() && "gaussian".equals(init.name())) {
             int r = ranks.get(adapter);
             a.weight().setData(m.randomNormal(0f, 1f / r, a.weight().shape(), DataType.FLOAT32));
         } else if (init.isString()) {
             throw new UnsupportedOperationException("init_lora_weights=\"" + init.name()
-                    + "\" is not supported yet by peft4j (supported: true, false, \"gaussian\")");
+                    + "\" is not supported yet by peft4j (supported: true, false, \"gaussian\", \"pissa\", \"pissa_niter_N\", "
+                    + "\"olora\")");
         }
         // true: A keeps nn.Linear's kaiming-uniform(a=sqrt(5)) init, which is U(-1/sqrt(in), 1/sqrt(in)).
         b.weight().setData(m.zeros(b.weight().shape()));
         if (b.bias() != null) {
             b.bias().setData(m.zeros(b.bias().shape()));
         }
+    }
+
+    /**
+     * PiSSA / OLoRA: factor the base weight, give the adapter the principal part and leave the residual in the base
+     * layer (the layer's output is unchanged). GPT-2's Conv1D weight is factored as {@code (out, in)} too.
+     */
+    private void factorInit(String adapter, String kind, Linear a, Linear b, NDManager m) {
+        int r = ranks.get(adapter);
+        double s = scaling.get(adapter);
+        Param w = baseLayer().param("weight");
+        float[] data = weightOutIn().toFloatArray();
+        int out = (int) outFeatures;
+        int in = (int) inFeatures;
+        float[][] f = kind.equals("olora") ? LoraInit.olora(data, out, in, r, s) : LoraInit.pissa(data, out, in, r, s);
+        a.weight().setData(LoraInit.array(m, f[0], r, in));
+        b.weight().setData(LoraInit.array(m, f[1], out, r));
+        NDArray residual = LoraInit.array(m, f[2], out, in);
+        w.setData(fanInFanOut ? residual.transpose().duplicate() : residual);
     }
 
     @Override
