@@ -78,6 +78,7 @@ public final class AdapterIO {
      * prefix (adapters saved by the transformers integration) are accepted. Unknown, missing, mis-shaped or
      * non-finite tensors fail with a message naming the file and keys.
      */
+    /** @param tunerPrefix e.g. {@code lora_}: missing keys without it (modules_to_save heads) only warn; null: all required */
     static void loadInto(Path file, Map<String, Param> expected, String tunerPrefix) throws IOException {
         try (SafetensorsFile st = SafetensorsFile.open(file)) {
             Map<String, String> byModelKey = new LinkedHashMap<>();
@@ -110,7 +111,8 @@ public final class AdapterIO {
             }
             // A missing modules_to_save copy keeps the base module's values (peft only reports tuner keys); a
             // missing adapter tensor would leave a random or zero adapter, so it is an error.
-            List<String> missingAuxiliary = missing.stream().filter(k -> !k.contains("." + tunerPrefix)).toList();
+            List<String> missingAuxiliary = tunerPrefix == null ? List.of()
+                    : missing.stream().filter(k -> !k.contains("." + tunerPrefix)).toList();
             if (!missingAuxiliary.isEmpty()) {
                 LOG.warn("{}: no tensors for {}; those modules keep the base model's weights", file, head(missingAuxiliary));
                 missing.removeAll(missingAuxiliary);

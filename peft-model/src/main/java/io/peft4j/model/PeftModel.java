@@ -13,8 +13,16 @@ import io.peft4j.nn.model.PreTrainedModel;
 import io.peft4j.transformers.Generation;
 import io.peft4j.transformers.GenerationConfig;
 import io.peft4j.transformers.GenerationResult;
+import io.peft4j.config.PromptLearningConfig;
+import io.peft4j.nn.ModuleDict;
+import io.peft4j.nn.NoGrad;
+import io.peft4j.nn.layers.Embedding;
 import io.peft4j.tuners.BaseTuner;
+import io.peft4j.tuners.ModulesToSaveWrapper;
 import io.peft4j.tuners.lora.LoraModel;
+import io.peft4j.tuners.prompt.PromptLearning;
+import io.peft4j.tuners.prompt.PromptLearningEncoder;
+import io.peft4j.tuners.prompt.PromptTokenizer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -30,9 +38,17 @@ import java.util.Locale;
 import java.util.Map;
 
 /**
- * A model with PEFT adapters, as Hugging Face's {@code PeftModel}: its child {@code base_model} is the
- * tuner (e.g. {@link LoraModel}) whose child {@code model} is the user's model, modified in place. Parameter
- * paths therefore start with {@code base_model.model.}, exactly as in peft.
+ * A model with PEFT adapters, as Hugging Face's {@code PeftModel}.
+ *
+ * <p>For the injectable methods (LoRA) its child {@code base_model} is the tuner (e.g. {@link LoraModel}) whose
+ * child {@code model} is the user's model, modified in place: parameter paths start with {@code base_model.model.}.
+ *
+ * <p>For the prompt-learning methods (prompt tuning, P-tuning, prefix tuning) {@code base_model} is the user's model
+ * itself, frozen and unmodified; the trainable encoders live in {@code prompt_encoder.<adapter>} and
+ * {@code word_embeddings} is the model's input embedding (the same module, counted once). Its forward prepends the
+ * virtual tokens (or, for prefix tuning, per-layer key/value prefixes) exactly as peft does; see
+ * {@link PromptForward}. Paths therefore read {@code base_model.<hf path>} and
+ * {@code prompt_encoder.default.embedding.weight}, as in peft.
  *
  * <pre>{@code
  * PeftModel peft = PeftModel.getPeftModel(model, LoraConfig.builder().r(8).targetModules("q_proj", "v_proj").build());
@@ -47,9 +63,35 @@ public class PeftModel extends Module implements AutoCloseable {
 
     private final Map<String, PeftConfig> configs = new LinkedHashMap<>();
     private String activeAdapter;
+    /** Prompt learning: {@code base_model} is the model itself and the adapters are prompt encoders. */
+    private final boolean promptLearning;
+    /** Prompt learning inside {@link #disableAdapter()}: forward goes straight to the base model. */
+    private boolean promptDisabled;
+    /** Warnings peft repeats on every call, given once per model here. */
+    final java.util.Set<String> warned = java.util.Collections.synchronizedSet(new java.util.HashSet<>());
 
     protected PeftModel(Module model, PeftConfig config, String adapterName) {
+        this(model, config, adapterName, null);
+    }
+
+    /**
+     * @param tokenizer prompt tuning's TEXT initialisation; null to load the one named by
+     *                  {@code tokenizer_name_or_path} (needs {@code peft-hub} on the class path)
+     */
+    protected PeftModel(Module model, PeftConfig config, String adapterName, PromptTokenizer tokenizer) {
         warnIfAlreadyAdapted(model);
+        this.promptLearning = config.isPromptLearning();
+        if (promptLearning) {
+            if (!(model instanceof PreTrainedModel)) {
+                throw new IllegalArgumentException(config.peftType() + " needs a transformers-style model "
+                        + "(PreTrainedModel with a config and input embeddings), got " + model.getClass().getSimpleName());
+            }
+            registerModule("base_model", model);
+            registerModule("prompt_encoder", new ModuleDict());
+            addPromptAdapter(adapterName, (PromptLearningConfig) config, tokenizer);
+            activeAdapter = adapterName;
+            return;
+        }
         if (adapterName.length() > 0 && "lora_".contains(adapterName)) {
             LOG.warn("Adapter name '{}' should not be contained in the prefix 'lora_'. This may lead to "
                     + "reinitialization of the adapter weights during loading.", adapterName);
@@ -77,7 +119,7 @@ public class PeftModel extends Module implements AutoCloseable {
             return new io.peft4j.tuners.ia3.IA3Model(model, ia3, adapterName);
         }
         throw new UnsupportedOperationException("peft_type " + config.peftType() + " is not supported yet by "
-                + "PeftModel (supported: LORA, IA3)");
+                + "PeftModel (supported: LORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING)");
     }
 
     // ---- construction -----------------------------------------------------------------------------
@@ -88,6 +130,15 @@ public class PeftModel extends Module implements AutoCloseable {
     }
 
     public static PeftModel getPeftModel(Module model, PeftConfig config, String adapterName) {
+        return getPeftModel(model, config, adapterName, null);
+    }
+
+    /**
+     * As {@link #getPeftModel(Module, PeftConfig, String)}, with the tokenizer prompt tuning's TEXT initialisation
+     * encodes {@code prompt_tuning_init_text} with (null: load {@code tokenizer_name_or_path}).
+     */
+    public static PeftModel getPeftModel(Module model, PeftConfig config, String adapterName,
+                                         PromptTokenizer tokenizer) {
         PeftConfig c = config;
         if (model instanceof PreTrainedModel p && p.nameOrPath() != null) {
             if (c.baseModelNameOrPath() != null && !c.baseModelNameOrPath().equals(p.nameOrPath())) {
@@ -96,19 +147,22 @@ public class PeftModel extends Module implements AutoCloseable {
             }
             c = withField(c, "base_model_name_or_path", p.nameOrPath());
         }
-        return create(model, c, adapterName);
+        return create(model, c, adapterName, tokenizer);
     }
 
     /** The task type picks the subclass; classification tasks first get peft's automatic modules_to_save. */
-    private static PeftModel create(Module model, PeftConfig config, String adapterName) {
+    private static PeftModel create(Module model, PeftConfig config, String adapterName, PromptTokenizer tokenizer) {
         PeftConfig c = withTaskModulesToSave(config);
+        if (c.isPromptLearning()) {
+            PromptForward.checkTaskType(c);
+        }
         if (c.taskType() == TaskType.CAUSAL_LM) {
-            return new PeftModelForCausalLM(model, c, adapterName);
+            return new PeftModelForCausalLM(model, c, adapterName, tokenizer);
         }
         if (c.taskType() == TaskType.SEQ_CLS) {
-            return new PeftModelForSequenceClassification(model, c, adapterName);
+            return new PeftModelForSequenceClassification(model, c, adapterName, tokenizer);
         }
-        return new PeftModel(model, c, adapterName);
+        return new PeftModel(model, c, adapterName, tokenizer);
     }
 
     /**
@@ -143,13 +197,22 @@ public class PeftModel extends Module implements AutoCloseable {
 
     public static PeftModel fromPretrained(Module model, Path dir, String adapterName, boolean isTrainable) {
         PeftConfig config = PeftConfig.fromPretrained(dir);
+        checkTrainablePrompt(config, isTrainable);
         config = withField(config, "inference_mode", !isTrainable);
-        PeftModel peft = create(model, config, adapterName);
+        PeftModel peft = create(model, config, adapterName, null);
         peft.loadWeights(dir, adapterName);
         if (!isTrainable) {
             peft.eval();
         }
         return peft;
+    }
+
+    /** peft refuses to load a prompt-learning adapter as trainable (only its encoded output is saved). */
+    private static void checkTrainablePrompt(PeftConfig config, boolean isTrainable) {
+        if (config.isPromptLearning() && isTrainable) {
+            throw new IllegalArgumentException("Cannot set a prompt learning adapter to trainable when loading "
+                    + "pretrained adapter (" + config.peftType() + " saves only the encoded prompt_embeddings).");
+        }
     }
 
     /** A copy of a config with one JSON field changed (works for every config type). */
@@ -167,17 +230,30 @@ public class PeftModel extends Module implements AutoCloseable {
 
     // ---- adapters ----------------------------------------------------------------------------------
 
+    /** The tuner of an injectable method (LoRA); prompt-learning models have none. */
     @SuppressWarnings("unchecked")
     public BaseTuner<PeftConfig> tuner() {
+        if (promptLearning) {
+            throw new IllegalStateException("a prompt-learning PeftModel has no tuner: base_model is the model itself "
+                    + "and the adapters are prompt encoders (see promptEncoder)");
+        }
         return (BaseTuner<PeftConfig>) child("base_model");
     }
 
-    /** The wrapped model (modified in place by the adapters). */
+    /** True for prompt tuning, P-tuning and prefix tuning. */
+    public boolean isPromptLearning() {
+        return promptLearning;
+    }
+
+    /** The wrapped model (modified in place by injected adapters; untouched by prompt learning). */
     public Module baseModel() {
-        return tuner().model();
+        return promptLearning ? child("base_model") : tuner().model();
     }
 
     public Map<String, PeftConfig> peftConfig() {
+        if (promptLearning) {
+            return Collections.unmodifiableMap(new LinkedHashMap<>(configs));
+        }
         Map<String, PeftConfig> out = new LinkedHashMap<>(configs);
         out.putAll(tuner().peftConfig());
         return Collections.unmodifiableMap(out);
@@ -187,12 +263,22 @@ public class PeftModel extends Module implements AutoCloseable {
         return activeAdapter;
     }
 
-    /** Adds an inactive, frozen adapter; {@link #setAdapter} activates it. */
+    /** The config of the active adapter (prompt learning: with the dimensions resolved from the model). */
+    public PeftConfig activePeftConfig() {
+        return peftConfig().get(activeAdapter);
+    }
+
+    /** Adds an inactive adapter; {@link #setAdapter} activates it. */
     @SuppressWarnings("unchecked")
     public void addAdapter(String adapterName, PeftConfig config) {
         if (config.peftType() != configs.get(activeAdapter).peftType()) {
             throw new IllegalArgumentException("Cannot combine adapters with different peft types. Found "
                     + configs.get(activeAdapter).peftType() + " and " + config.peftType() + ".");
+        }
+        if (promptLearning) {
+            PromptForward.checkTaskType(config);
+            addPromptAdapter(adapterName, (PromptLearningConfig) config, null);
+            return;
         }
         ((BaseTuner<PeftConfig>) tuner()).injectAdapter(adapterName, withTaskModulesToSave(config));
         configs.put(adapterName, tuner().peftConfig().get(adapterName));
@@ -204,7 +290,7 @@ public class PeftModel extends Module implements AutoCloseable {
      */
     public void addWeightedAdapter(List<String> adapters, List<Double> weights, String adapterName,
                                    String combinationType) {
-        if (!((Object) tuner() instanceof LoraModel lora)) {
+        if (promptLearning || !((Object) tuner() instanceof LoraModel lora)) {
             throw new UnsupportedOperationException("add_weighted_adapter needs LoRA adapters");
         }
         if (configs.containsKey(adapterName)) {
@@ -219,11 +305,38 @@ public class PeftModel extends Module implements AutoCloseable {
         if (!configs.containsKey(adapterName)) {
             throw new IllegalArgumentException("Adapter " + adapterName + " not found; available: " + configs.keySet());
         }
+        if (promptLearning) {
+            activeAdapter = adapterName;
+            for (ModulesToSaveWrapper w : headWrappers().values()) {
+                if (w.copyOf(adapterName) != null) {
+                    w.setAdapter(adapterName, configs.get(adapterName).inferenceMode());
+                }
+            }
+            return;
+        }
         tuner().setAdapter(List.of(adapterName));
         activeAdapter = adapterName;
     }
 
     public void deleteAdapter(String adapterName) {
+        if (promptLearning) {
+            if (!configs.containsKey(adapterName)) {
+                throw new IllegalArgumentException("Adapter " + adapterName + " does not exist");
+            }
+            configs.remove(adapterName);
+            Module enc = promptEncoders().remove(adapterName);
+            enc.namedParameters().values().forEach(p -> p.data().close());
+            headWrappers().values().forEach(w -> w.deleteAdapter(adapterName));
+            if (adapterName.equals(activeAdapter)) {
+                List<String> remaining = new ArrayList<>(configs.keySet());
+                Collections.sort(remaining);
+                activeAdapter = null;
+                if (!remaining.isEmpty()) {
+                    setAdapter(remaining.get(0));
+                }
+            }
+            return;
+        }
         tuner().deleteAdapter(adapterName);
         configs.remove(adapterName);
         activeAdapter = tuner().activeAdapters().isEmpty() ? null : tuner().activeAdapters().get(0);
@@ -231,7 +344,9 @@ public class PeftModel extends Module implements AutoCloseable {
 
     /** Loads another saved adapter under {@code adapterName} (inactive until {@link #setAdapter}). */
     public void loadAdapter(Path dir, String adapterName, boolean isTrainable) {
-        PeftConfig config = withField(PeftConfig.fromPretrained(dir), "inference_mode", !isTrainable);
+        PeftConfig read = PeftConfig.fromPretrained(dir);
+        checkTrainablePrompt(read, isTrainable);
+        PeftConfig config = withField(read, "inference_mode", !isTrainable);
         addAdapter(adapterName, config);
         loadWeights(dir, adapterName);
     }
@@ -239,9 +354,146 @@ public class PeftModel extends Module implements AutoCloseable {
     private void loadWeights(Path dir, String adapterName) {
         Path file = AdapterIO.weightsFile(dir);
         try {
-            AdapterIO.loadInto(file, tuner().adapterStateDict(adapterName, "base_model."), tuner().prefix());
+            // Prompt learning has no tuner prefix: every expected tensor must be in the file.
+            AdapterIO.loadInto(file, adapterTensors(adapterName), promptLearning ? null : tuner().prefix());
         } catch (IOException e) {
             throw new UncheckedIOException(file + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** The parameters an adapter file fills, under the keys peft saves. */
+    private Map<String, Param> adapterTensors(String adapterName) {
+        if (!promptLearning) {
+            return tuner().adapterStateDict(adapterName, "base_model.");
+        }
+        Map<String, Param> out = new LinkedHashMap<>();
+        // peft loads prompt_embeddings into embedding.weight (an inference encoder: the encoded prompts).
+        out.put("prompt_embeddings", promptEncoder(adapterName).embedding().weight());
+        out.putAll(headTensors(adapterName));
+        return out;
+    }
+
+    // ---- prompt learning ---------------------------------------------------------------------------
+
+    /**
+     * peft's {@code add_adapter} for prompt learning: resolve the config against the model
+     * ({@link PromptLearning#prepareConfig}), freeze the whole base model, build the encoder under
+     * {@code prompt_encoder.<name>}, register {@code word_embeddings}, and for SEQ_CLS give the {@code classifier} /
+     * {@code score} head a trainable copy for this adapter (peft's modules_to_save), saved with it.
+     */
+    private void addPromptAdapter(String adapterName, PromptLearningConfig config, PromptTokenizer tokenizer) {
+        if (configs.containsKey(adapterName)) {
+            throw new IllegalArgumentException("Adapter with name " + adapterName + " already exists.");
+        }
+        PreTrainedModel model = (PreTrainedModel) child("base_model");
+        PromptLearningConfig prepared = PromptLearning.prepareConfig(config, model.config());
+        if (!(model.inputEmbeddings() instanceof Embedding words)) {
+            throw new IllegalArgumentException("prompt learning needs the model's input embeddings to be an "
+                    + "Embedding; got " + model.inputEmbeddings().getClass().getSimpleName());
+        }
+        PromptLearning.checkFitsModel(prepared, model.config(), words);
+        if (prepared.peftType() == io.peft4j.config.PeftType.PREFIX_TUNING && !model.supportsPastKeyValues()) {
+            throw new IllegalArgumentException("Model does not support past key values which are required for prefix "
+                    + "tuning (" + model.getClass().getSimpleName() + ")");
+        }
+        Module encoder = PromptLearning.createEncoder(model.manager(), prepared, words, tokenizer, null);
+        encoder.requiresGrad(!prepared.inferenceMode());
+        // peft freezes every base parameter; the active adapter's head copy trains again below.
+        model.requiresGrad(false);
+        promptEncoders().put(adapterName, encoder);
+        if (!hasChild("word_embeddings")) {
+            registerModule("word_embeddings", words);
+        }
+        configs.put(adapterName, prepared);
+        if (prepared.taskType() == TaskType.SEQ_CLS) {
+            wrapHeads(model, adapterName);
+        }
+        String active = activeAdapter == null ? adapterName : activeAdapter;
+        for (ModulesToSaveWrapper w : headWrappers().values()) {
+            if (w.copyOf(active) != null) {
+                w.setAdapter(active, configs.get(active).inferenceMode());
+            }
+        }
+    }
+
+    /** peft's {@code _set_trainable} with {@code ["classifier", "score"]}: modules whose path ends with either. */
+    private static void wrapHeads(PreTrainedModel model, String adapterName) {
+        for (String key : new ArrayList<>(model.namedModules().keySet())) {
+            if (key.isEmpty() || !(key.endsWith("classifier") || key.endsWith("score"))) {
+                continue;
+            }
+            if (key.contains(".original_module") || key.contains(".modules_to_save")) {
+                continue;
+            }
+            Module target = model.getSubmodule(key);
+            if (target instanceof ModulesToSaveWrapper w) {
+                w.update(adapterName);
+            } else {
+                model.setSubmodule(key, new ModulesToSaveWrapper(target, adapterName));
+            }
+        }
+    }
+
+    /** Head wrappers of prompt learning by path relative to the base model. */
+    private Map<String, ModulesToSaveWrapper> headWrappers() {
+        Map<String, ModulesToSaveWrapper> out = new LinkedHashMap<>();
+        child("base_model").namedModules().forEach((k, m) -> {
+            if (m instanceof ModulesToSaveWrapper w) {
+                out.put(k, w);
+            }
+        });
+        return out;
+    }
+
+    /** An adapter's head copies under peft's saved keys ({@code base_model.classifier.weight}). */
+    private Map<String, Param> headTensors(String adapterName) {
+        Map<String, Param> out = new LinkedHashMap<>();
+        headWrappers().forEach((path, w) -> {
+            Module copy = w.copyOf(adapterName);
+            if (copy != null) {
+                copy.namedStateEntries().forEach((k, p) -> out.put("base_model." + path + "." + k, p));
+            }
+        });
+        return out;
+    }
+
+    private ModuleDict promptEncoders() {
+        return (ModuleDict) child("prompt_encoder");
+    }
+
+    /** The prompt encoder of an adapter ({@code prompt_encoder.<name>}). */
+    public PromptLearningEncoder promptEncoder(String adapterName) {
+        if (!promptLearning) {
+            throw new IllegalStateException("not a prompt-learning model");
+        }
+        Module m = promptEncoders().get(adapterName);
+        if (m == null) {
+            throw new IllegalArgumentException("Adapter " + adapterName + " not found; available: " + configs.keySet());
+        }
+        return (PromptLearningEncoder) m;
+    }
+
+    /** The model's input embedding ({@code word_embeddings}), prompt learning only. */
+    Embedding wordEmbeddings() {
+        return (Embedding) child("word_embeddings");
+    }
+
+    /**
+     * peft's {@code get_prompt_embedding_to_save}: the encoder's output for the adapter's virtual tokens,
+     * {@code [num_virtual_tokens * submodules, token_dim]} (prefix tuning: {@code [num_virtual_tokens, num_layers *
+     * 2 * token_dim]}), a new array the caller closes.
+     */
+    public NDArray promptEmbeddingToSave(String adapterName) {
+        PromptLearningEncoder enc = promptEncoder(adapterName);
+        try (NoGrad ng = NoGrad.enter()) {
+            NDArray w = enc.embedding().weight().data();
+            if (enc.inferenceOnly()) {
+                return w.duplicate();
+            }
+            NDArray ids = w.getManager().arange(0, (int) enc.numTokens()).toType(ai.djl.ndarray.types.DataType.INT64, false);
+            NDArray out = enc.encode(ids);
+            ids.close();
+            return out;
         }
     }
 
@@ -250,6 +502,11 @@ public class PeftModel extends Module implements AutoCloseable {
      * {@code try (var off = peft.disableAdapter()) { ... }}.
      */
     public AdapterScope disableAdapter() {
+        if (promptLearning) {
+            // peft swaps in the base model's forward: no virtual tokens (a SEQ_CLS head copy stays in use).
+            promptDisabled = true;
+            return () -> promptDisabled = false;
+        }
         tuner().enableAdapterLayers(false);
         return () -> tuner().enableAdapterLayers(true);
     }
@@ -266,6 +523,9 @@ public class PeftModel extends Module implements AutoCloseable {
     /** Forward of a plain module (e.g. an MLP). */
     @Override
     public NDArray forward(NDArray input) {
+        if (promptLearning) {
+            throw new UnsupportedOperationException("prompt learning runs through forward(ModelInput)");
+        }
         return baseModel().forward(input);
     }
 
@@ -276,12 +536,17 @@ public class PeftModel extends Module implements AutoCloseable {
             throw new UnsupportedOperationException(m.getClass().getSimpleName() + " takes a single tensor; call "
                     + "forward(NDArray)");
         }
+        if (promptLearning && !promptDisabled) {
+            return PromptForward.forward(this, input);
+        }
         return p.forward(input);
     }
 
     /**
      * Generates text ids with the adapters as they are now: active, merged ({@link #mergeAdapter()}), or off
-     * inside {@link #disableAdapter()}, as HF's {@code peft_model.generate(...)}. See {@link Generation}.
+     * inside {@link #disableAdapter()}, as HF's {@code peft_model.generate(...)}. See {@link Generation}. With
+     * prompt learning the virtual tokens (or the prefix) enter at the first step and then live in the key/value
+     * cache, as in peft's {@code prepare_inputs_for_generation}.
      */
     public GenerationResult generate(List<long[]> prompts, GenerationConfig config) {
         return Generation.generate(this::forward, prompts, config);
@@ -309,6 +574,9 @@ public class PeftModel extends Module implements AutoCloseable {
     }
 
     private void checkMixedBatch(List<String> adapterNames, long batch) {
+        if (promptLearning) {
+            throw new UnsupportedOperationException("adapter_names (mixed batches) is supported for LoRA adapters only");
+        }
         if (adapterNames.size() != batch) {
             throw new IllegalArgumentException("Length of adapter_names should be the same as the number of inputs, but got "
                     + adapterNames.size() + " and " + batch + " respectively.");
@@ -367,18 +635,28 @@ public class PeftModel extends Module implements AutoCloseable {
         return out;
     }
 
+    private void requireInjectable(String what) {
+        if (promptLearning) {
+            throw new UnsupportedOperationException(what + " is not supported for prompt-learning methods ("
+                    + configs.get(activeAdapter).peftType() + "): they add virtual tokens, not weights");
+        }
+    }
+
     // ---- merge -------------------------------------------------------------------------------------
 
     /** Merges the active adapters into the base weights, reversibly. */
     public void mergeAdapter() {
+        requireInjectable("merging");
         tuner().mergeAdapter(null, false);
     }
 
     public void mergeAdapter(List<String> adapterNames, boolean safeMerge) {
+        requireInjectable("merging");
         tuner().mergeAdapter(adapterNames, safeMerge);
     }
 
     public void unmergeAdapter() {
+        requireInjectable("merging");
         tuner().unmergeAdapter();
     }
 
@@ -391,6 +669,7 @@ public class PeftModel extends Module implements AutoCloseable {
      * @param safeMerge refuse (and leave the model unchanged) when a merged weight would be NaN or infinite
      */
     public Module mergeAndUnload(boolean safeMerge, List<String> adapterNames) {
+        requireInjectable("merging");
         Module m = tuner().mergeAndUnload(true, safeMerge, adapterNames);
         configs.clear();
         return m;
@@ -398,6 +677,7 @@ public class PeftModel extends Module implements AutoCloseable {
 
     /** Removes the adapters without merging and returns the original base model. */
     public Module unload() {
+        requireInjectable("unloading");
         Module m = tuner().mergeAndUnload(false, false, null);
         configs.clear();
         return m;
@@ -421,23 +701,40 @@ public class PeftModel extends Module implements AutoCloseable {
     public void saveAdapter(Path dir, List<String> selectedAdapters) {
         List<String> names = selectedAdapters == null ? new ArrayList<>(configs.keySet()) : selectedAdapters;
         List<AdapterIO.Entry> entries = new ArrayList<>();
-        for (String name : names) {
-            PeftConfig config = tuner().peftConfig().get(name);
-            if (config == null) {
-                throw new IllegalArgumentException("Adapter " + name + " not found; available: " + configs.keySet());
-            }
-            if (config.baseModelNameOrPath() == null && baseModel() instanceof PreTrainedModel p
-                    && p.nameOrPath() != null) {
-                config = withField(config, "base_model_name_or_path", p.nameOrPath());
-            }
-            entries.add(new AdapterIO.Entry(DEFAULT_ADAPTER.equals(name) ? "" : name, config,
-                    tuner().adapterStateDict(name, "base_model.")));
-        }
+        List<NDArray> computed = new ArrayList<>();
         try {
+            for (String name : names) {
+                entries.add(saveEntry(name, computed));
+            }
             AdapterIO.writeAtomically(dir, entries);
         } catch (IOException e) {
             throw new UncheckedIOException("failed to save adapter to " + dir + ": " + e.getMessage(), e);
+        } finally {
+            computed.forEach(NDArray::close);
         }
+    }
+
+    /** One adapter's config and tensors under peft's saved keys; arrays computed for it go to {@code computed}. */
+    private AdapterIO.Entry saveEntry(String name, List<NDArray> computed) {
+        PeftConfig config = peftConfig().get(name);
+        if (config == null) {
+            throw new IllegalArgumentException("Adapter " + name + " not found; available: " + configs.keySet());
+        }
+        if (config.baseModelNameOrPath() == null && baseModel() instanceof PreTrainedModel p
+                && p.nameOrPath() != null) {
+            config = withField(config, "base_model_name_or_path", p.nameOrPath());
+        }
+        Map<String, Param> tensors;
+        if (promptLearning) {
+            NDArray prompt = promptEmbeddingToSave(name);
+            computed.add(prompt);
+            tensors = new LinkedHashMap<>();
+            tensors.put("prompt_embeddings", new Param(prompt, false));
+            tensors.putAll(headTensors(name));
+        } else {
+            tensors = tuner().adapterStateDict(name, "base_model.");
+        }
+        return new AdapterIO.Entry(DEFAULT_ADAPTER.equals(name) ? "" : name, config, tensors);
     }
 
     /** Closes the wrapped model when it owns native memory. */

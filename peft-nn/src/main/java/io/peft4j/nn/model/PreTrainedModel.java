@@ -36,6 +36,14 @@ public abstract class PreTrainedModel extends Module implements AutoCloseable {
     /** Dotted path of the output head ({@code lm_head}) or null; PEFT's {@code all-linear} skips it. */
     public abstract String outputEmbeddingsPath();
 
+    /**
+     * Whether {@link #forward} accepts {@code pastKeyValues} (per-layer key/value prefixes), which prefix tuning
+     * needs. True unless a model says otherwise (DistilBERT, as in transformers).
+     */
+    public boolean supportsPastKeyValues() {
+        return true;
+    }
+
     public ModelConfig config() {
         return config;
     }

@@ -76,6 +76,12 @@ public class DistilBertForSequenceClassification extends PreTrainedModel {
         return (DistilBertModel) child("distilbert");
     }
 
+    /** As transformers' DistilBERT: no past key/values, so no prefix tuning. */
+    @Override
+    public boolean supportsPastKeyValues() {
+        return false;
+    }
+
     @Override
     public Module inputEmbeddings() {
         return getSubmodule("distilbert.embeddings.word_embeddings");

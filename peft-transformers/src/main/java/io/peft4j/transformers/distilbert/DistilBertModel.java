@@ -86,6 +86,12 @@ public class DistilBertModel extends PreTrainedModel {
         return cfg;
     }
 
+    /** As transformers' DistilBERT: no past key/values, so no prefix tuning. */
+    @Override
+    public boolean supportsPastKeyValues() {
+        return false;
+    }
+
     @Override
     public Module inputEmbeddings() {
         return getSubmodule("embeddings.word_embeddings");
