@@ -529,6 +529,10 @@ public class PeftModel extends Module implements AutoCloseable {
      * cache, as in peft's {@code prepare_inputs_for_generation}.
      */
     public GenerationResult generate(List<long[]> prompts, GenerationConfig config) {
+        if (promptLearning) {
+            // peft drops the position ids generate() derives from the mask; the model numbers positions itself.
+            return Generation.generate(in -> forward(in.toBuilder().positionIds(null).build()), prompts, config);
+        }
         return Generation.generate(this::forward, prompts, config);
     }
 
