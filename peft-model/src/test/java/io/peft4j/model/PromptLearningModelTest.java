@@ -290,6 +290,19 @@ class PromptLearningModelTest {
     }
 
     @Test
+    void modulesToSaveOfANewerConfigTrainAndSaveACopy(@TempDir Path tmp) throws Exception {
+        PeftModel peft = PeftModel.getPeftModel(model, PromptTuningConfig.builder().numVirtualTokens(P)
+                .taskType(TaskType.CAUSAL_LM).modulesToSave("classifier").build());
+        assertThat(model.child("classifier")).isInstanceOf(ModulesToSaveWrapper.class);
+        assertThat(peft.getNbTrainableParameters()[0]).isEqualTo(P * DIM + 18);
+        peft.saveAdapter(tmp);
+        try (SafetensorsFile f = SafetensorsFile.open(tmp.resolve("adapter_model.safetensors"))) {
+            assertThat(f.names()).containsExactlyInAnyOrder("prompt_embeddings", "base_model.classifier.weight",
+                    "base_model.classifier.bias");
+        }
+    }
+
+    @Test
     void mergingIsNotAvailable() {
         PeftModel peft = PeftModel.getPeftModel(model, prompt(TaskType.CAUSAL_LM));
         assertThatThrownBy(peft::mergeAndUnload).isInstanceOf(UnsupportedOperationException.class)
