@@ -117,6 +117,46 @@ class CliTest {
         assertThat(l.code()).as(l.err()).isZero();
     }
 
+    /** {@code peft train} with prompt-learning configs; the saved adapter loads in {@code peft logits}. */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"llama-prompt", "llama-ptuning", "llama-prefix-proj"})
+    void trainWorksWithPromptLearningConfigs(String name, @TempDir Path tmp) throws Exception {
+        Path data = tmp.resolve("data.jsonl");
+        List<String> lines = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            lines.add("{\"input_ids\": [5, 9, 17, 33, 65, 129, " + (10 + i) + ", 5, 9, 17]}");
+        }
+        Files.write(data, lines);
+        Path out = tmp.resolve("adapter");
+        Run r = run("train", "--model", model(), "--config",
+                Reference.adapter(name).resolve("adapter_config.json").toString(), "--data", data.toString(),
+                "--steps", "20", "--lr", "5e-2", "--out", out.toString());
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(r.out()).contains(Reference.manifest(name).get("print_trainable_parameters").asText());
+        Matcher m = Pattern.compile("loss=([0-9.]+)").matcher(r.out());
+        List<Double> losses = new ArrayList<>();
+        while (m.find()) {
+            losses.add(Double.parseDouble(m.group(1)));
+        }
+        assertThat(losses).hasSize(20);
+        assertThat(losses.get(19)).isLessThan(losses.get(0));
+        try (SafetensorsFile f = SafetensorsFile.open(out.resolve("adapter_model.safetensors"))) {
+            assertThat(f.names()).containsExactly("prompt_embeddings");
+        }
+        Path logits = tmp.resolve("x.safetensors");
+        Run l = run("logits", "--model", model(), "--adapter", out.toString(), "--input",
+                Reference.root().resolve("inputs.json").toString(), "--out", logits.toString());
+        assertThat(l.code()).as(l.err()).isZero();
+        try (SafetensorsFile f = SafetensorsFile.open(logits)) {
+            // Prompt tuning and P-tuning report the 6 virtual positions first, as peft does.
+            assertThat(f.info("logits").shape()).containsExactly(2, name.contains("prefix") ? 10 : 16, 256);
+        }
+        Run merge = run("logits", "--model", model(), "--adapter", out.toString(), "--merge", "--input",
+                Reference.root().resolve("inputs.json").toString(), "--out", logits.toString());
+        assertThat(merge.code()).isNotZero();
+        assertThat(merge.err()).contains("not supported for prompt-learning methods");
+    }
+
     @Test
     void userErrorsPrintOneLineAndExitNonZero(@TempDir Path tmp) throws Exception {
         Path badJson = tmp.resolve("bad.json");

@@ -83,6 +83,19 @@ class PromptParityTest {
                 }
             }
             assertThat(moved).isGreaterThan(0.01);
+
+            // Every hidden state too (embedding output, each layer, the final norm), virtual positions included.
+            try (NoGrad ng = NoGrad.enter(); NDScope scope = new NDScope()) {
+                scope.suppressNotUsedWarning();
+                NDArray[] in = Reference.inputs(model.manager());
+                List<NDArray> hidden = peft.forward(ModelInput.builder().inputIds(in[0]).attentionMask(in[1])
+                        .outputHiddenStates(true).build()).hiddenStates();
+                assertThat(hidden).hasSize(manifest.get("hidden_states_shapes").size());
+                for (int i = 0; i < hidden.size(); i++) {
+                    Reference.assertClose(hidden.get(i).toFloatArray(), Reference.tensor(name, "hidden_states." + i),
+                            name + " hidden_states." + i);
+                }
+            }
         }
     }
 

@@ -132,6 +132,11 @@ public final class HfModels {
         return resolve(dirOrRepoId, "adapter_config.json", "peft adapter");
     }
 
+    /** Like {@link #resolve(String)} for a tokenizer ({@code tokenizer.json}). */
+    public static Path resolveTokenizer(String dirOrRepoId) throws IOException {
+        return resolve(dirOrRepoId, "tokenizer.json", "tokenizer");
+    }
+
     private static Path resolve(String dirOrRepoId, String marker, String what) throws IOException {
         Path direct = Paths.get(dirOrRepoId);
         if (Files.isDirectory(direct)) {

@@ -37,6 +37,14 @@ public final class HfTokenizer implements AutoCloseable {
         return e.getIds();
     }
 
+    /**
+     * Ids with the special tokens the tokenizer's post-processor adds (BERT's [CLS]/[SEP], LLaMA's BOS), as
+     * transformers' {@code tokenizer(text)["input_ids"]} returns them by default.
+     */
+    public long[] encodeWithSpecialTokens(String text) {
+        return tokenizer.encode(text, true, false).getIds();
+    }
+
     public String decode(long[] ids) {
         return tokenizer.decode(ids);
     }

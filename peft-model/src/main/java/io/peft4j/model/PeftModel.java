@@ -405,9 +405,14 @@ public class PeftModel extends Module implements AutoCloseable {
             registerModule("word_embeddings", words);
         }
         configs.put(adapterName, prepared);
-        if (prepared.taskType() == TaskType.SEQ_CLS) {
-            wrapHeads(model, adapterName);
+        List<String> toSave = new ArrayList<>();
+        if (prepared.modulesToSave() != null) {
+            toSave.addAll(prepared.modulesToSave());
         }
+        if (prepared.taskType() == TaskType.SEQ_CLS) {
+            toSave.addAll(List.of("classifier", "score"));
+        }
+        wrapModulesToSave(model, adapterName, toSave);
         String active = activeAdapter == null ? adapterName : activeAdapter;
         for (ModulesToSaveWrapper w : headWrappers().values()) {
             if (w.copyOf(active) != null) {
@@ -416,10 +421,17 @@ public class PeftModel extends Module implements AutoCloseable {
         }
     }
 
-    /** peft's {@code _set_trainable} with {@code ["classifier", "score"]}: modules whose path ends with either. */
-    private static void wrapHeads(PreTrainedModel model, String adapterName) {
+    /**
+     * peft's {@code _set_trainable}: every module whose path ends with one of {@code names} (SEQ_CLS adds
+     * {@code classifier} and {@code score}; newer configs may list {@code modules_to_save}) gets a trainable copy for
+     * this adapter.
+     */
+    private static void wrapModulesToSave(PreTrainedModel model, String adapterName, List<String> names) {
+        if (names.isEmpty()) {
+            return;
+        }
         for (String key : new ArrayList<>(model.namedModules().keySet())) {
-            if (key.isEmpty() || !(key.endsWith("classifier") || key.endsWith("score"))) {
+            if (key.isEmpty() || names.stream().noneMatch(key::endsWith)) {
                 continue;
             }
             if (key.contains(".original_module") || key.contains(".modules_to_save")) {
@@ -549,6 +561,10 @@ public class PeftModel extends Module implements AutoCloseable {
      * cache, as in peft's {@code prepare_inputs_for_generation}.
      */
     public GenerationResult generate(List<long[]> prompts, GenerationConfig config) {
+        if (promptLearning) {
+            // peft drops the position ids generate() derives from the mask; the model numbers positions itself.
+            return Generation.generate(in -> forward(in.toBuilder().positionIds(null).build()), prompts, config);
+        }
         return Generation.generate(this::forward, prompts, config);
     }
 
