@@ -1,9 +1,9 @@
 package io.peft4j.transformers.gpt2;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.peft4j.nn.model.ModelConfig;
+import io.peft4j.transformers.ClassifierHead;
 
 import java.io.IOException;
 import java.nio.file.Path;
@@ -40,7 +40,7 @@ public final class Gpt2Config {
     private final Integer eosTokenId;
     private final Integer padTokenId;
     private final int numLabels;
-    private final String problemType;
+    private final ClassifierHead.ProblemType problemType;
     private final boolean tieWordEmbeddings;
 
     /** Reads and validates {@code config}; fails with the file and key for missing or unsupported settings. */
@@ -78,14 +78,8 @@ public final class Gpt2Config {
         this.eosTokenId = c.has("eos_token_id") ? c.getInt("eos_token_id") : null;
         this.padTokenId = c.has("pad_token_id") ? c.getInt("pad_token_id") : null;
         this.tieWordEmbeddings = c.getBoolean("tie_word_embeddings", true);
-        this.problemType = c.getString("problem_type", null);
-        // PretrainedConfig: id2label, when present, decides num_labels (a conflicting num_labels is overridden).
-        JsonNode id2label = c.json().get("id2label");
-        if (id2label != null && id2label.isObject() && id2label.size() > 0) {
-            this.numLabels = id2label.size();
-        } else {
-            this.numLabels = c.getInt("num_labels", 2);
-        }
+        this.problemType = ClassifierHead.problemType(c);
+        this.numLabels = ClassifierHead.numLabels(c);
 
         if (vocabSize <= 0 || nPositions <= 0 || nEmbd <= 0 || nLayer < 0 || nHead <= 0 || nInner <= 0) {
             throw new IllegalArgumentException(c.source() + ": sizes must be positive (vocab_size=" + vocabSize
@@ -107,14 +101,6 @@ public final class Gpt2Config {
         if (c.getBoolean("add_cross_attention", false)) {
             throw new IllegalArgumentException(c.source()
                     + ": add_cross_attention=true is not supported (GPT-2 as a decoder-only model only)");
-        }
-        if (numLabels <= 0) {
-            throw new IllegalArgumentException(c.source() + ": num_labels must be positive, got " + numLabels);
-        }
-        if (problemType != null && !Set.of("regression", "single_label_classification",
-                "multi_label_classification").contains(problemType)) {
-            throw new IllegalArgumentException(c.source() + ": problem_type '" + problemType + "' is not one of "
-                    + "regression, single_label_classification, multi_label_classification");
         }
     }
 
@@ -215,7 +201,7 @@ public final class Gpt2Config {
     }
 
     /** {@code problem_type} or null (then inferred from num_labels and the labels' dtype, as transformers does). */
-    public String problemType() {
+    public ClassifierHead.ProblemType problemType() {
         return problemType;
     }
 
@@ -338,12 +324,7 @@ public final class Gpt2Config {
 
         /** Written as {@code id2label} ({@code LABEL_i}), which is how transformers saves it. */
         public Builder numLabels(int n) {
-            ObjectNode id2label = json.putObject("id2label");
-            ObjectNode label2id = json.putObject("label2id");
-            for (int i = 0; i < n; i++) {
-                id2label.put(Integer.toString(i), "LABEL_" + i);
-                label2id.put("LABEL_" + i, i);
-            }
+            ClassifierHead.putNumLabels(json, n);
             return this;
         }
 

@@ -132,7 +132,6 @@ public class Gpt2ForSequenceClassification extends PreTrainedModel {
 
     /** transformers' sequence-classification loss (see {@link ClassifierHead#loss}). */
     NDArray loss(NDArray logits, NDArray labels) {
-        return ClassifierHead.loss(logits, labels, cfg.numLabels(),
-                cfg.problemType() == null ? null : ClassifierHead.ProblemType.valueOf(cfg.problemType().toUpperCase(java.util.Locale.ROOT)));
+        return ClassifierHead.loss(logits, labels, cfg.numLabels(), cfg.problemType());
     }
 }
