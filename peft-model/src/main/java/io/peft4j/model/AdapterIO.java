@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
 import io.peft4j.config.PeftConfig;
 import io.peft4j.nn.AtomicDirectory;
+import io.peft4j.nn.F;
 import io.peft4j.nn.Param;
 import io.peft4j.nn.safetensors.SafetensorsFile;
 import io.peft4j.nn.safetensors.SafetensorsWriter;
@@ -146,11 +147,8 @@ public final class AdapterIO {
     }
 
     private static void requireFinite(NDArray a, String what, String context) {
-        try (NDScope scope = new NDScope()) {
-            scope.suppressNotUsedWarning();
-            if (a.isNaN().any().getBoolean() || a.isInfinite().any().getBoolean()) {
-                throw new IllegalArgumentException(what + " contains NaN or infinite values (" + context + ")");
-            }
+        if (!F.allFinite(a)) {
+            throw new IllegalArgumentException(what + " contains NaN or infinite values (" + context + ")");
         }
     }
 

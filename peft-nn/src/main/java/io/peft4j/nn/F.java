@@ -29,6 +29,14 @@ public final class F {
         return x.add(scalar(x, value));
     }
 
+    /** True when every element is finite (no NaN, no ±Inf); the intermediate masks are freed at once. */
+    public static boolean allFinite(NDArray a) {
+        try (NDArray nan = a.isNaN(); NDArray anyNan = nan.any(); NDArray inf = a.isInfinite();
+             NDArray anyInf = inf.any()) {
+            return !anyNan.getBoolean() && !anyInf.getBoolean();
+        }
+    }
+
     /** {@code x @ weight.T + bias} through libtorch's fused linear; {@code bias} may be null. */
     public static NDArray linear(NDArray x, NDArray weight, NDArray bias) {
         return bias == null

@@ -115,7 +115,7 @@ public final class IA3Linear extends TunerLayer {
             try (NoGrad ng = NoGrad.enter(); NDScope scope = new NDScope()) {
                 scope.suppressNotUsedWarning();
                 NDArray merged = w.data().mul(weightFactor(adapter));
-                if (safe && (merged.isNaN().any().getBoolean() || merged.isInfinite().any().getBoolean())) {
+                if (safe && !F.allFinite(merged)) {
                     throw new IllegalStateException("NaNs detected in the merged weights. The adapter '" + adapter
                             + "' seems to be broken");
                 }

@@ -2,6 +2,7 @@ package io.peft4j.tuners.lora;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDScope;
+import io.peft4j.nn.F;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.Param;
@@ -129,8 +130,7 @@ public abstract class LoraLayer extends TunerLayer {
     }
 
     private static void requireFinite(NDArray merged, String adapter, String what) {
-        boolean bad = merged.isNaN().any().getBoolean() || merged.isInfinite().any().getBoolean();
-        if (bad) {
+        if (!F.allFinite(merged)) {
             throw new IllegalStateException("NaNs detected in the merged " + what + "s. The adapter '" + adapter
                     + "' seems to be broken");
         }
