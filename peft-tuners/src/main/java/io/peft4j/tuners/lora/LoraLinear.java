@@ -100,9 +100,7 @@ public final class LoraLinear extends LoraLayer {
             if (!hasChild("lora_magnitude_vector")) {
                 registerModule("lora_magnitude_vector", new ModuleDict());
             }
-            NDArray norm = DoraLinearLayer.weightNorm(weightOutIn(), b.weight().data().matMul(a.weight().data()),
-                    scaling.get(adapter).floatValue());
-            dict("lora_magnitude_vector").put(adapter, new DoraLinearLayer(norm));
+            dict("lora_magnitude_vector").put(adapter, new DoraLinearLayer(doraNorm(adapter)));
         }
     }
 
@@ -208,10 +206,7 @@ public final class LoraLinear extends LoraLayer {
         Linear b = (Linear) dict("lora_B").get(adapter);
         NDArray xd = dropout.forward(x);
         NDArray loraResult = b.forward(a.forward(xd));
-        NDArray norm;
-        try (NoGrad ignored = NoGrad.enter()) {
-            norm = DoraLinearLayer.weightNorm(weightOutIn(), b.weight().data().matMul(a.weight().data()), s);
-        }
+        NDArray norm = doraNorm(adapter);
         NDArray f = ((DoraLinearLayer) dict("lora_magnitude_vector").get(adapter)).magnitude().data().div(norm);
         NDArray baseOut;
         if (xd == x) {
@@ -229,10 +224,7 @@ public final class LoraLinear extends LoraLayer {
             return super.mergedWeight(adapter, weight);
         }
         // W' = (m / ‖W + ΔW‖) ⊙ (W + ΔW) row-wise; the norm is cached to undo the merge exactly.
-        Linear a = (Linear) dict("lora_A").get(adapter);
-        Linear b = (Linear) dict("lora_B").get(adapter);
-        NDArray norm = DoraLinearLayer.weightNorm(weightOutIn(), b.weight().data().matMul(a.weight().data()),
-                scaling.get(adapter).floatValue());
+        NDArray norm = doraNorm(adapter);
         NDScope.unregister(norm);
         NDArray old = mergeNorms.put(adapter, norm);
         if (old != null) {
@@ -250,6 +242,14 @@ public final class LoraLinear extends LoraLayer {
         NDArray out = weight.div(doraFactor(adapter, norm)).sub(deltaWeight(adapter));
         norm.close();
         return out;
+    }
+
+    /** The detached row norm {@code ‖W + s·BA‖} DoRA divides by, from the adapter's current A and B. */
+    private NDArray doraNorm(String adapter) {
+        try (NoGrad ignored = NoGrad.enter()) {
+            NDArray ba = loraB(adapter).data().matMul(loraA(adapter).data());
+            return DoraLinearLayer.weightNorm(weightOutIn(), ba, scaling.get(adapter).floatValue());
+        }
     }
 
     /** {@code m / norm} shaped to scale the base weight's output rows ({@code (out, 1)}, or {@code (1, out)} for Conv1D). */
