@@ -306,20 +306,22 @@ public final class Bench {
         return results;
     }
 
-    private static Timings measure(Options opts, String name) {
+    /**
+     * The LLaMA measurement a {@code gpt2-}/{@code bert-} name stands for; their {@code lora-train} (peft's
+     * default targets) plays the role of {@code lora-qv-train}. LLaMA names map to themselves.
+     */
+    static String baseMeasurement(String name) {
         Arch arch = arch(name);
-        if (arch != Arch.LLAMA) {
-            String m = name.substring(arch == Arch.GPT2 ? GPT2.length() : BERT.length());
-            return switch (m) {
-                case BASE_FORWARD -> forward(opts, Variant.BASE, arch);
-                case "lora-train" -> train(opts, Variant.LORA_QV, arch);
-                case LORA_ALL_LINEAR_TRAIN -> train(opts, Variant.LORA_ALL_LINEAR, arch);
-                case FULL_FT_TRAIN -> train(opts, Variant.FULL, arch);
-                case LORA_UNMERGED_FORWARD -> forward(opts, Variant.LORA_QV, arch);
-                case LORA_MERGED_FORWARD -> forward(opts, Variant.LORA_QV_MERGED, arch);
-                default -> throw new IllegalStateException(name);
-            };
+        if (arch == Arch.LLAMA) {
+            return name;
         }
+        String m = name.substring(arch == Arch.GPT2 ? GPT2.length() : BERT.length());
+        return m.equals("lora-train") ? LORA_QV_TRAIN : m;
+    }
+
+    private static Timings measure(Options opts, String fullName) {
+        Arch arch = arch(fullName);
+        String name = baseMeasurement(fullName);
         return switch (name) {
             case BASE_FORWARD -> forward(opts, Variant.BASE, arch);
             case LORA_QV_TRAIN -> train(opts, Variant.LORA_QV, arch);
@@ -331,7 +333,7 @@ public final class Bench {
             case DORA_UNMERGED_FORWARD -> forward(opts, Variant.DORA_QV, arch);
             case GENERATE_CACHED -> generate(opts, true);
             case GENERATE_UNCACHED -> generate(opts, false);
-            default -> throw new IllegalStateException(name);
+            default -> throw new IllegalStateException(fullName);
         };
     }
 
@@ -570,12 +572,7 @@ public final class Bench {
             case GPT2 -> opts.layers * (4 * h * h + 8 * h * h) + h * opts.vocab;
             case BERT -> opts.layers * (4 * h * h + 8 * h * h);
         };
-        if (arch != Arch.LLAMA) {
-            name = name.substring(arch == Arch.GPT2 ? GPT2.length() : BERT.length());
-            if (name.equals("lora-train")) {
-                name = LORA_QV_TRAIN;
-            }
-        }
+        name = baseMeasurement(name);
         if (name.equals(GENERATE_CACHED) || name.equals(GENERATE_UNCACHED)) {
             boolean cached = name.equals(GENERATE_CACHED);
             double flop = 0;
