@@ -69,6 +69,11 @@ public final class TargetModules {
         return names == null ? List.of() : names;
     }
 
+    /** As peft's error messages show it: the pattern, or the list of names. */
+    public String describe() {
+        return regex != null ? regex : names().toString();
+    }
+
     /** JSON form as peft writes it: a string, or a list in insertion order. */
     public JsonNode toJsonNode() {
         if (regex != null) {

@@ -197,9 +197,15 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
                 + "target modules and try again. Module names in this model: " + leafNames;
     }
 
+    /** The config's {@code target_modules}, for error messages; null when the method has none. */
+    protected io.peft4j.config.TargetModules targetModules(C config) {
+        return null;
+    }
+
     /** The config's target description for error messages. */
     protected String describeTargets(C config) {
-        return String.valueOf(config);
+        io.peft4j.config.TargetModules t = targetModules(config);
+        return t == null ? String.valueOf(config) : t.describe();
     }
 
     /** Every tuner layer by path relative to {@link #model()}. */

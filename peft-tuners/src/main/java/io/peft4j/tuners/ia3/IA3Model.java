@@ -12,7 +12,6 @@ import io.peft4j.tuners.TargetModuleDefaults;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import java.util.ArrayList;
 import java.util.List;
 import java.util.regex.Pattern;
 
@@ -66,9 +65,8 @@ public final class IA3Model extends BaseTuner<IA3Config> {
     }
 
     @Override
-    protected String describeTargets(IA3Config config) {
-        TargetModules t = config.targetModules();
-        return t.isRegex() ? t.regex() : new ArrayList<>(t.names()).toString();
+    protected TargetModules targetModules(IA3Config config) {
+        return config.targetModules();
     }
 
     /** peft: a regex must match the whole key; a list entry is a plain string suffix of it. */

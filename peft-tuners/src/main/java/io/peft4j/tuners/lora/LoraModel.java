@@ -118,9 +118,8 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
     }
 
     @Override
-    protected String describeTargets(LoraConfig config) {
-        TargetModules t = config.targetModules();
-        return t.isRegex() ? t.regex() : new ArrayList<>(t.names()).toString();
+    protected TargetModules targetModules(LoraConfig config) {
+        return config.targetModules();
     }
 
     @Override
