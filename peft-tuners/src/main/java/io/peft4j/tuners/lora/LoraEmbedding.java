@@ -119,7 +119,7 @@ public final class LoraEmbedding extends LoraLayer {
             NDArray afterA = F.embedding(ids, a.transpose());
             NDArray delta = F.mul(afterA, scaling.get(adapter).floatValue()).matMul(b.transpose());
             if (rows != null) {
-                delta = delta.mul(io.peft4j.tuners.MixedBatch.rowMask(ids.getManager(), rows, adapter,
+                delta = delta.mul(io.peft4j.tuners.MixedBatch.rowMask(ids.getManager(), adapter,
                         delta.getShape().dimension()));
             }
             result = result.add(delta);

@@ -188,7 +188,7 @@ public final class LoraLinear extends LoraLayer {
             // Scaling the rank-r activations instead of the output is the same product, r/out times cheaper.
             NDArray delta = loraBias.get(adapter) ? F.mul(b.forward(h), s) : b.forward(F.mul(h, s));
             if (rows != null) {
-                delta = delta.mul(io.peft4j.tuners.MixedBatch.rowMask(x.getManager(), rows, adapter,
+                delta = delta.mul(io.peft4j.tuners.MixedBatch.rowMask(x.getManager(), adapter,
                         delta.getShape().dimension()));
             }
             result = result.add(delta);
