@@ -360,4 +360,28 @@ class PeftModelTest {
         List<String> layers = List.copyOf(peft.tuner().tunerLayers().keySet());
         assertThat(layers).containsExactly("block.up_proj");
     }
+
+    /** 12 blocks of up/down projections and a head: 24 full target paths are condensed to their two suffixes. */
+    @Test
+    void twentyOrMoreTargetsAreSavedInTheirMinimalSuffixForm() {
+        Module net = new Module() {
+            {
+                for (int i = 0; i < 12; i++) {
+                    Module block = registerModule("block" + i, new Holder());
+                    block.setChild("up_proj", new Linear(manager, 4, 4, true));
+                    block.setChild("down_proj", new Linear(manager, 4, 4, true));
+                }
+                registerModule("head", new Linear(manager, 4, 2, true));
+            }
+        };
+        List<String> full = new java.util.ArrayList<>();
+        for (int i = 0; i < 12; i++) {
+            full.add("block" + i + ".up_proj");
+            full.add("block" + i + ".down_proj");
+        }
+        PeftModel peft = PeftModel.getPeftModel(net, LoraConfig.builder().r(2).targetModules(full).build());
+        LoraConfig saved = (LoraConfig) peft.peftConfig().get("default");
+        assertThat(saved.targetModules().names()).containsExactlyInAnyOrder("down_proj", "up_proj");
+        assertThat(peft.tuner().tunerLayers()).hasSize(24).doesNotContainKey("head");
+    }
 }
