@@ -168,6 +168,9 @@ class CliTest {
         byte[] weights = Files.readAllBytes(Reference.adapter("llama-lora").resolve("adapter_model.safetensors"));
         Files.write(truncated.resolve("adapter_model.safetensors"), java.util.Arrays.copyOf(weights, weights.length - 100));
 
+        Path data = tmp.resolve("data.jsonl");
+        Files.writeString(data, "{\"input_ids\": [5, 6, 7, 8]}\n");
+
         String[][] cases = {
                 {"logits", "--model", tmp.resolve("missing").toString(), "--input", badJson.toString(), "--out", "x"},
                 {"logits", "--model", model(), "--input", badJson.toString(), "--out", tmp.resolve("o").toString()},
@@ -176,8 +179,13 @@ class CliTest {
                 {"trainable", "--model", model(), "--config", tmp.resolve("nope.json").toString()},
                 {"inspect", tmp.resolve("nothing").toString()},
                 {"logits", "--model"},
+                {"train", "--model", model(), "--config",
+                        Reference.adapter("llama-lora").resolve("adapter_config.json").toString(), "--data",
+                        data.toString(), "--steps", "1", "--out", tmp.resolve("o2").toString(),
+                        "--loraplus-lr-ratio", "0"},
         };
-        String[] expected = {"missing", "row 1", "adapter_model.safetensors", "nope.json", "nothing", "--model"};
+        String[] expected = {"missing", "row 1", "adapter_model.safetensors", "nope.json", "nothing", "--model",
+                "loraplus_lr_ratio"};
         for (int i = 0; i < cases.length; i++) {
             Run r = run(cases[i]);
             assertThat(r.code()).as(String.join(" ", cases[i])).isNotZero();

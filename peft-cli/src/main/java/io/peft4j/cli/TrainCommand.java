@@ -69,6 +69,10 @@ final class TrainCommand implements Callable<Integer> {
         if (steps <= 0 || batchSize <= 0 || maxLength < 2) {
             throw new IllegalArgumentException("--steps and --batch-size must be > 0 and --max-length >= 2");
         }
+        if (loraplusLrRatio != null && !(loraplusLrRatio > 0)) {
+            // Checked before the model loads, so a bad flag costs nothing and prints one line.
+            throw new IllegalArgumentException("--loraplus-lr-ratio (loraplus_lr_ratio) must be > 0, got " + loraplusLrRatio);
+        }
         Path modelDir = HfModels.resolve(model);
         List<long[]> examples = readExamples(modelDir);
         Torch.manualSeed(seed);
