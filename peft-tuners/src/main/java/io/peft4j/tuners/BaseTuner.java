@@ -197,6 +197,26 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
                 + "target modules and try again. Module names in this model: " + leafNames;
     }
 
+    /**
+     * peft's dispatch rule for {@code fan_in_fan_out}: GPT-2's Conv1D stores its weight {@code (in, out)}, so it
+     * needs {@code true}; a Linear needs {@code false}. A wrong value is corrected in the adapter's stored (and
+     * later saved) config with a warning, as peft mutates its config; the corrected value then warns no more.
+     *
+     * @param target a Linear or Conv1D about to be wrapped
+     * @return the value the wrapper must use
+     */
+    protected final boolean fanInFanOut(String adapterName, Module target, java.util.function.Function<C, Boolean> get,
+                                        java.util.function.BiFunction<C, Boolean, C> set) {
+        boolean required = target instanceof io.peft4j.nn.layers.Conv1D;
+        C stored = configs.get(adapterName);
+        if (get.apply(stored) != required) {
+            LOG.warn("fan_in_fan_out is set to {} but the target module is `{}`. Setting fan_in_fan_out to {}.",
+                    required ? "False" : "True", required ? "Conv1D" : "Linear", required ? "True" : "False");
+            configs.put(adapterName, set.apply(stored, required));
+        }
+        return required;
+    }
+
     /** The config's {@code target_modules}, for error messages; null when the method has none. */
     protected io.peft4j.config.TargetModules targetModules(C config) {
         return null;

@@ -3,21 +3,16 @@ package io.peft4j.tuners.ia3;
 import io.peft4j.config.IA3Config;
 import io.peft4j.config.TargetModules;
 import io.peft4j.nn.Module;
-import io.peft4j.nn.layers.Conv1D;
-import io.peft4j.nn.layers.Linear;
 import io.peft4j.nn.model.PreTrainedModel;
 import io.peft4j.tuners.BaseTuner;
 import io.peft4j.tuners.TargetMatcher;
 import io.peft4j.tuners.TargetModuleDefaults;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 import java.util.List;
 import java.util.regex.Pattern;
 
 /** The IA³ injector: wraps every targeted Linear / Conv1D in an {@link IA3Linear}. */
 public final class IA3Model extends BaseTuner<IA3Config> {
-    private static final Logger LOG = LoggerFactory.getLogger(IA3Model.class);
 
     public IA3Model(Module model, IA3Config config, String adapterName) {
         super(model);
@@ -89,17 +84,8 @@ public final class IA3Model extends BaseTuner<IA3Config> {
             throw new IllegalArgumentException("Target module " + currentKey + " (" + target.getClass().getSimpleName()
                     + ") is not supported. Currently, only `Linear` and GPT-2 `Conv1D` are supported by IA3.");
         }
-        IA3Config stored = peftConfig().get(adapterName);
-        boolean fanInFanOut = stored.fanInFanOut();
-        if (target instanceof Linear && fanInFanOut) {
-            LOG.warn("fan_in_fan_out is set to True but the target module is `Linear`. Setting fan_in_fan_out to False.");
-            putConfig(adapterName, stored.toBuilder().fanInFanOut(false).build());
-            fanInFanOut = false;
-        } else if (target instanceof Conv1D && !fanInFanOut) {
-            LOG.warn("fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True.");
-            putConfig(adapterName, stored.toBuilder().fanInFanOut(true).build());
-            fanInFanOut = true;
-        }
+        boolean fanInFanOut = fanInFanOut(adapterName, target, IA3Config::fanInFanOut,
+                (cfg, v) -> cfg.toBuilder().fanInFanOut(v).build());
         IA3Linear layer = new IA3Linear(target, isFeedforward(c, currentKey), fanInFanOut);
         layer.updateLayer(adapterName, c.initIa3Weights());
         parent.setChild(targetName, layer);

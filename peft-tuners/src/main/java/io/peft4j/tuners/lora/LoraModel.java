@@ -11,8 +11,6 @@ import io.peft4j.tuners.BaseTuner;
 import io.peft4j.tuners.TargetMatcher;
 import io.peft4j.tuners.TargetModuleDefaults;
 import io.peft4j.tuners.TunerLayer;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
@@ -22,8 +20,6 @@ import java.util.Set;
 
 /** The LoRA injector: wraps every targeted Linear / Conv1D in a {@link LoraLinear}, an Embedding in a {@link LoraEmbedding}. */
 public final class LoraModel extends BaseTuner<LoraConfig> {
-    private static final Logger LOG = LoggerFactory.getLogger(LoraModel.class);
-    private final Set<String> warnedLinearFanInFanOut = new java.util.HashSet<>();
 
     public LoraModel(Module model, LoraConfig config, String adapterName) {
         super(model);
@@ -147,22 +143,8 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
         if (target instanceof LoraLinear existing) {
             layer = existing;
         } else if (LoraLinear.supports(target)) {
-            boolean fanInFanOut = c.fanInFanOut();
-            if (target instanceof Linear && fanInFanOut) {
-                if (warnedLinearFanInFanOut.add(adapterName)) {
-                    LOG.warn("fan_in_fan_out is set to True but the target module is `Linear`. Setting "
-                            + "fan_in_fan_out to False.");
-                }
-                fanInFanOut = false;
-            } else if (target instanceof Conv1D && !fanInFanOut) {
-                // Once per adapter (Python shows a warning once per call site): the stored config now says true.
-                if (!peftConfig().get(adapterName).fanInFanOut()) {
-                    LOG.warn("fan_in_fan_out is set to False but the target module is `Conv1D`. Setting "
-                            + "fan_in_fan_out to True.");
-                    putConfig(adapterName, peftConfig().get(adapterName).toBuilder().fanInFanOut(true).build());
-                }
-                fanInFanOut = true;
-            }
+            boolean fanInFanOut = fanInFanOut(adapterName, target, LoraConfig::fanInFanOut,
+                    (cfg, v) -> cfg.toBuilder().fanInFanOut(v).build());
             layer = new LoraLinear(target, fanInFanOut);
             parent.setChild(targetName, layer);
         } else {
