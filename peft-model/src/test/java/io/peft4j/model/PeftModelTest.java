@@ -384,4 +384,14 @@ class PeftModelTest {
         assertThat(saved.targetModules().names()).containsExactlyInAnyOrder("down_proj", "up_proj");
         assertThat(peft.tuner().tunerLayers()).hasSize(24).doesNotContainKey("head");
     }
+
+    /** peft sets fan_in_fan_out to false for a Linear target, in the layer and in the config it saves. */
+    @Test
+    void fanInFanOutOnALinearIsCorrectedInTheStoredConfig() {
+        Net net = new Net(manager);
+        PeftModel peft = PeftModel.getPeftModel(net, LoraConfig.builder().r(2).fanInFanOut(true)
+                .targetModules("up_proj").build());
+        assertThat(((LoraConfig) peft.peftConfig().get("default")).fanInFanOut()).isFalse();
+        assertThat(((LoraLinear) net.getSubmodule("block.up_proj")).fanInFanOut()).isFalse();
+    }
 }
