@@ -7,6 +7,21 @@ import java.util.Map;
 public final class TargetModuleDefaults {
     private TargetModuleDefaults() {}
 
+    /**
+     * The entry of {@code table} for the model's {@code model_type}, or an error asking for {@code field}
+     * (peft's "Please specify `target_modules` in `peft_config`").
+     */
+    public static io.peft4j.config.TargetModules lookup(Map<String, List<String>> table, io.peft4j.nn.Module model,
+                                                        String field, String what) {
+        String type = model instanceof io.peft4j.nn.model.PreTrainedModel p ? p.config().modelType() : null;
+        List<String> names = type == null ? null : table.get(type);
+        if (names == null) {
+            throw new IllegalArgumentException("Please specify `" + field + "` in `peft_config`"
+                    + (type == null ? "" : " (no default " + what + " are known for model_type '" + type + "')"));
+        }
+        return io.peft4j.config.TargetModules.of(names.toArray(String[]::new));
+    }
+
     /** {@code TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING}. */
     public static final Map<String, List<String>> LORA = Map.ofEntries(
             Map.entry("t5", List.of("q", "v")),

@@ -3,7 +3,6 @@ package io.peft4j.tuners.ia3;
 import io.peft4j.config.IA3Config;
 import io.peft4j.config.TargetModules;
 import io.peft4j.nn.Module;
-import io.peft4j.nn.model.PreTrainedModel;
 import io.peft4j.tuners.BaseTuner;
 import io.peft4j.tuners.TargetMatcher;
 import io.peft4j.tuners.TargetModuleDefaults;
@@ -27,24 +26,14 @@ public final class IA3Model extends BaseTuner<IA3Config> {
     /** Default target and feed-forward modules by {@code model_type}, as peft's IA³ tables. */
     @Override
     protected IA3Config prepareAdapterConfig(IA3Config config, Module model) {
-        String type = model instanceof PreTrainedModel p ? p.config().modelType() : null;
         IA3Config.Builder b = config.toBuilder();
         if (config.targetModules() == null) {
-            List<String> t = type == null ? null : TargetModuleDefaults.IA3.get(type);
-            if (t == null) {
-                throw new IllegalArgumentException("Please specify `target_modules` in `peft_config`"
-                        + (type == null ? "" : " (no default IA3 targets are known for model_type '" + type + "')"));
-            }
-            b.targetModules(TargetModules.of(t.toArray(String[]::new)));
+            b.targetModules(TargetModuleDefaults.lookup(TargetModuleDefaults.IA3, model, "target_modules",
+                    "IA3 targets"));
         }
         if (config.feedforwardModules() == null) {
-            List<String> ff = type == null ? null : TargetModuleDefaults.IA3_FEEDFORWARD.get(type);
-            if (ff == null) {
-                throw new IllegalArgumentException("Please specify `feedforward_modules` in `peft_config`"
-                        + (type == null ? "" : " (no default IA3 feed-forward modules are known for model_type '"
-                        + type + "')"));
-            }
-            b.feedforwardModules(TargetModules.of(ff.toArray(String[]::new)));
+            b.feedforwardModules(TargetModuleDefaults.lookup(TargetModuleDefaults.IA3_FEEDFORWARD, model,
+                    "feedforward_modules", "IA3 feed-forward modules"));
         }
         return b.build();
     }

@@ -35,13 +35,8 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
     protected LoraConfig prepareAdapterConfig(LoraConfig config, Module model) {
         LoraConfig c = config;
         if (c.targetModules() == null) {
-            String type = model instanceof PreTrainedModel p ? p.config().modelType() : null;
-            List<String> defaults = type == null ? null : TargetModuleDefaults.LORA.get(type);
-            if (defaults == null) {
-                throw new IllegalArgumentException("Please specify `target_modules` in `peft_config`"
-                        + (type == null ? "" : " (no default targets are known for model_type '" + type + "')"));
-            }
-            c = c.toBuilder().targetModules(TargetModules.of(defaults.toArray(String[]::new))).build();
+            c = c.toBuilder().targetModules(TargetModuleDefaults.lookup(TargetModuleDefaults.LORA, model,
+                    "target_modules", "targets")).build();
         }
         if (c.targetModules().isAllLinear()) {
             c = c.toBuilder().targetModules(expandAllLinear(model, c)).build();
