@@ -285,18 +285,33 @@ public class PeftModel extends Module implements AutoCloseable {
     }
 
     /**
-     * Combines LoRA adapters into a new inactive adapter {@code adapterName} (peft's {@code add_weighted_adapter},
-     * {@code "linear"} or {@code "cat"}); activate it with {@link #setAdapter}.
+     * Combines LoRA adapters into a new inactive adapter {@code adapterName} (peft's {@code add_weighted_adapter} with
+     * {@code "svd"}, {@code "linear"} or {@code "cat"}; see {@link LoraModel#addWeightedAdapter}); activate it with
+     * {@link #setAdapter}.
      */
     public void addWeightedAdapter(List<String> adapters, List<Double> weights, String adapterName,
                                    String combinationType) {
+        addWeightedAdapter(adapters, weights, adapterName, combinationType, null, null);
+    }
+
+    /** peft's default combination, {@code "svd"} with the largest source rank. */
+    public void addWeightedAdapter(List<String> adapters, List<Double> weights, String adapterName) {
+        addWeightedAdapter(adapters, weights, adapterName, "svd", null, null);
+    }
+
+    /**
+     * Same, with peft's SVD options: {@code svdRank} (null: the largest source rank) and {@code svdClamp} (null: no
+     * clamping; else the quantile of the new A/B values they are clamped to).
+     */
+    public void addWeightedAdapter(List<String> adapters, List<Double> weights, String adapterName,
+                                   String combinationType, Integer svdRank, Double svdClamp) {
         if (promptLearning || !((Object) tuner() instanceof LoraModel lora)) {
             throw new UnsupportedOperationException("add_weighted_adapter needs LoRA adapters");
         }
         if (configs.containsKey(adapterName)) {
             throw new IllegalArgumentException("Adapter with name " + adapterName + " already exists.");
         }
-        lora.addWeightedAdapter(adapters, weights, adapterName, combinationType);
+        lora.addWeightedAdapter(adapters, weights, adapterName, combinationType, svdRank, svdClamp);
         configs.put(adapterName, tuner().peftConfig().get(adapterName));
     }
 

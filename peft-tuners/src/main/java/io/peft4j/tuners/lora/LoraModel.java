@@ -150,19 +150,31 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
                 c.useRslora(), c.loraBias(), c.useDora());
     }
 
+    /** {@link #addWeightedAdapter(List, List, String, String, Integer, Double)} without SVD options. */
+    public void addWeightedAdapter(List<String> adapters, List<Double> weights, String name, String combinationType) {
+        addWeightedAdapter(adapters, weights, name, combinationType, null, null);
+    }
+
     /**
-     * peft's {@code add_weighted_adapter} for {@code "linear"} and {@code "cat"}: a new, inactive, frozen adapter
-     * {@code name} with {@code lora_alpha = r} (scaling 1) on the union of the adapters' targets.
+     * peft's {@code add_weighted_adapter}: a new, inactive, frozen adapter {@code name} with {@code lora_alpha = r}
+     * (scaling 1) on the union of the adapters' targets. With a single source adapter the type is {@code linear},
+     * as in peft.
      * <ul>
-     *   <li>{@code cat}: {@code A = cat(A_i)}, {@code B = cat(w_i·s_i·B_i)}, so {@code ΔW = Σ w_i·ΔW_i} exactly
+     *   <li>{@code cat}: {@code A = cat(w_i·s_i·A_i)}, {@code B = cat(B_i)}, so {@code ΔW = Σ w_i·ΔW_i} exactly
      *       (rank {@code Σ r_i});</li>
-     *   <li>{@code linear}: {@code A = Σ √(w_i·s_i)·A_i}, {@code B = Σ √(w_i·s_i)·B_i} (same rank required; with
-     *       several adapters this is not {@code Σ w_i·ΔW_i}, exactly as in peft).</li>
+     *   <li>{@code linear}: {@code A = Σ sign(w_i)·√|w_i·s_i|·A_i}, {@code B = Σ √|w_i·s_i|·B_i} (same rank
+     *       required; with several adapters this is not {@code Σ w_i·ΔW_i}, exactly as in peft);</li>
+     *   <li>{@code svd}: the best rank-{@code svdRank} (default: the largest source rank) approximation of
+     *       {@code Σ (w_i·s_i)·ΔW_i}, {@code B = U·S}, {@code A = Vᵀ}, optionally clamped to the {@code svdClamp}
+     *       quantile of their values. As in peft 0.13.2 the weight is {@code w_i·s_i} on a {@code ΔW_i} that already
+     *       includes {@code s_i}: pass {@code w_i / s_i} to combine {@code Σ w_i·ΔW_i}. The SVD runs on the
+     *       factors ({@link LowRankSvd}), never on a dense {@code out × in} matrix.</li>
      * </ul>
      * Combinations peft computes wrongly are refused: rsLoRA (the new adapter would get {@code alpha/√r ≠ 1}),
      * DoRA (magnitudes are not combined), and rank/alpha patterns (they would be copied from the first adapter).
      */
-    public void addWeightedAdapter(List<String> adapters, List<Double> weights, String name, String combinationType) {
+    public void addWeightedAdapter(List<String> adapters, List<Double> weights, String name, String combinationType,
+                                   Integer svdRank, Double svdClamp) {
         if (adapters.isEmpty() || adapters.size() != weights.size()) {
             throw new IllegalArgumentException("adapters and weights must be non-empty lists of the same length");
         }
@@ -182,8 +194,9 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
             }
             configs.add(c);
         }
+        String type = adapters.size() == 1 ? "linear" : combinationType;
         int newRank;
-        switch (combinationType) {
+        switch (type) {
             case "linear" -> {
                 if (configs.stream().map(LoraConfig::r).distinct().count() != 1) {
                     throw new IllegalArgumentException("All adapters must have the same r value when using combination_type "
@@ -192,8 +205,14 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
                 newRank = configs.get(0).r();
             }
             case "cat" -> newRank = configs.stream().mapToInt(LoraConfig::r).sum();
+            case "svd" -> {
+                if (svdRank != null && svdRank <= 0) {
+                    throw new IllegalArgumentException("svd_rank must be positive, got " + svdRank);
+                }
+                newRank = svdRank != null ? svdRank : configs.stream().mapToInt(LoraConfig::r).max().orElseThrow();
+            }
             default -> throw new IllegalArgumentException("combination_type '" + combinationType
-                    + "' is not supported (supported: linear, cat)");
+                    + "' is not supported (supported: svd, linear, cat)");
         }
         TargetModules union;
         if (configs.stream().allMatch(c -> !c.targetModules().isRegex())) {
@@ -209,13 +228,13 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
         injectAdapter(name, configs.get(0).toBuilder().r(newRank).loraAlpha(newRank).targetModules(union).build());
         for (io.peft4j.tuners.TunerLayer t : tunerLayers().values()) {
             if (t instanceof LoraLayer layer && layer.adapterNames().contains(name)) {
-                combineInto(layer, adapters, weights, name, combinationType);
+                combineInto(layer, adapters, weights, name, type, newRank, svdClamp);
             }
         }
     }
 
     private static void combineInto(LoraLayer layer, List<String> adapters, List<Double> weights, String name,
-                                    String combinationType) {
+                                    String combinationType, int newRank, Double svdClamp) {
         List<ai.djl.ndarray.NDArray> as = new ArrayList<>();
         List<ai.djl.ndarray.NDArray> bs = new ArrayList<>();
         try (io.peft4j.nn.NoGrad ng = io.peft4j.nn.NoGrad.enter();
@@ -227,13 +246,21 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
                     continue;
                 }
                 double ws = weights.get(i) * layer.scaling(a);
-                if (combinationType.equals("cat")) {
-                    as.add(layer.loraA(a).data());
-                    bs.add(layer.loraB(a).data().mul((float) ws));
-                } else {
-                    float f = (float) Math.sqrt(ws);
-                    as.add(layer.loraA(a).data().mul(f));
-                    bs.add(layer.loraB(a).data().mul(f));
+                switch (combinationType) {
+                    case "cat" -> {
+                        as.add(layer.loraA(a).data().mul((float) ws));
+                        bs.add(layer.loraB(a).data());
+                    }
+                    case "svd" -> {
+                        // ΔW_i already carries s_i; peft weighs it by w_i·s_i once more.
+                        as.add(layer.loraA(a).data());
+                        bs.add(layer.loraB(a).data().mul((float) (ws * layer.scaling(a))));
+                    }
+                    default -> {
+                        float f = (float) Math.sqrt(Math.abs(ws));
+                        as.add(layer.loraA(a).data().mul(ws < 0 ? -f : f));
+                        bs.add(layer.loraB(a).data().mul(f));
+                    }
                 }
             }
             if (as.isEmpty()) {
@@ -241,19 +268,30 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
             }
             ai.djl.ndarray.NDArray newA;
             ai.djl.ndarray.NDArray newB;
-            if (combinationType.equals("cat")) {
-                newA = ai.djl.ndarray.NDArrays.concat(new ai.djl.ndarray.NDList(as), 0);
-                newB = ai.djl.ndarray.NDArrays.concat(new ai.djl.ndarray.NDList(bs), 1);
-                // A module targeted by only some adapters keeps zero rows/columns for the others (peft zero-fills).
-                newA = padTo(newA, layer.loraA(name).shape(), 0);
-                newB = padTo(newB, layer.loraB(name).shape(), 1);
-            } else {
+            if (combinationType.equals("linear")) {
                 newA = as.get(0);
                 newB = bs.get(0);
                 for (int i = 1; i < as.size(); i++) {
                     newA = newA.add(as.get(i));
                     newB = newB.add(bs.get(i));
                 }
+            } else {
+                newA = ai.djl.ndarray.NDArrays.concat(new ai.djl.ndarray.NDList(as), 0);
+                newB = ai.djl.ndarray.NDArrays.concat(new ai.djl.ndarray.NDList(bs), 1);
+                if (combinationType.equals("svd")) {
+                    int out = (int) newB.getShape().get(0);
+                    int in = (int) newA.getShape().get(1);
+                    int rank = (int) newA.getShape().get(0);
+                    float[][] ab = LowRankSvd.truncated(newB.toFloatArray(), newA.toFloatArray(), out, in, rank, newRank);
+                    if (svdClamp != null) {
+                        LowRankSvd.clamp(ab[0], ab[1], svdClamp);
+                    }
+                    newA = LoraInit.array(newA.getManager(), ab[0], newRank, in);
+                    newB = LoraInit.array(newB.getManager(), ab[1], out, newRank);
+                }
+                // A module targeted by only some adapters keeps zero rows/columns for the others (peft zero-fills).
+                newA = padTo(newA, layer.loraA(name).shape(), 0);
+                newB = padTo(newB, layer.loraB(name).shape(), 1);
             }
             layer.loraA(name).setData(newA);
             layer.loraB(name).setData(newB);
