@@ -131,7 +131,7 @@ public final class Bench {
 
     /** Benchmark options; defaults are the reference preset (LLaMA 512 x 4 layers, batch 4 x 128). */
     public static final class Options {
-        /** Run only this measurement (one of {@link #NAMES}); null runs all. */
+        /** Run only these measurements (comma-separated names from {@link #NAMES}); null runs all. */
         public String only;
         /** Intra-op threads; null keeps the engine default ({@code PEFT4J_THREADS} or peft4j's default). */
         public Integer threads;
@@ -233,8 +233,11 @@ public final class Bench {
 
     /** Runs the selected measurements, printing a {@code #} header and one line per measurement. */
     public static List<Measurement> run(Options opts, PrintStream out) {
-        if (opts.only != null && !NAMES.contains(opts.only)) {
-            throw new IllegalArgumentException("unknown measurement '" + opts.only + "'; expected one of " + NAMES);
+        List<String> selected = opts.only == null ? NAMES : Arrays.stream(opts.only.split(",")).map(String::trim).toList();
+        for (String n : selected) {
+            if (!NAMES.contains(n)) {
+                throw new IllegalArgumentException("unknown measurement '" + n + "'; expected one of " + NAMES);
+            }
         }
         if (opts.steps < 1 || opts.warmup < 0) {
             throw new IllegalArgumentException("steps must be >= 1 and warmup >= 0");
@@ -264,7 +267,7 @@ public final class Bench {
         double processPeak = readStatusMb("VmHWM");
         List<Measurement> results = new ArrayList<>();
         for (String name : NAMES) {
-            if (opts.only != null && !opts.only.equals(name)) {
+            if (!selected.contains(name)) {
                 continue;
             }
             boolean reset = resetPeakRss();
@@ -303,7 +306,33 @@ public final class Bench {
             out.println(m.line());
             out.flush();
         }
+        printRatios(results, out);
         return results;
+    }
+
+    /**
+     * Pairs {@code {measurement, reference}} whose ratio of medians is printed when both ran: overheads are only
+     * comparable within one run on a shared machine.
+     */
+    static final List<String[]> RATIOS = List.of(
+            new String[] {DORA_QV_TRAIN, LORA_QV_TRAIN},
+            new String[] {DORA_UNMERGED_FORWARD, LORA_UNMERGED_FORWARD},
+            new String[] {LORA_UNMERGED_FORWARD, BASE_FORWARD},
+            new String[] {LORA_MERGED_FORWARD, BASE_FORWARD},
+            new String[] {FULL_FT_TRAIN, LORA_QV_TRAIN});
+
+    /** {@code # ratio A / B = x} lines for the {@link #RATIOS} pairs present in {@code results}. */
+    static void printRatios(List<Measurement> results, PrintStream out) {
+        Map<String, Double> medians = new LinkedHashMap<>();
+        results.forEach(m -> medians.put(m.name(), m.medianMs()));
+        for (String[] pair : RATIOS) {
+            Double a = medians.get(pair[0]);
+            Double b = medians.get(pair[1]);
+            if (a != null && b != null && b > 0) {
+                out.println("# ratio " + pair[0] + " / " + pair[1] + " = " + fmt(a / b, 2));
+            }
+        }
+        out.flush();
     }
 
     /**

@@ -69,6 +69,20 @@ class BenchTest {
     }
 
     @Test
+    void aListOfMeasurementsPrintsTheirRatio() {
+        List<Bench.Measurement> ms = new java.util.ArrayList<>();
+        List<String> lines = run(tiny().only("dora-qv-train, lora-qv-train"), ms);
+        // run order is the NAMES order, not the order asked for
+        assertThat(ms).extracting(Bench.Measurement::name).containsExactly("lora-qv-train", "dora-qv-train");
+        double expected = ms.get(1).medianMs() / ms.get(0).medianMs();
+        String ratio = lines.stream().filter(l -> l.startsWith("# ratio dora-qv-train / lora-qv-train = ")).findFirst()
+                .orElseThrow();
+        assertThat(Double.parseDouble(ratio.substring(ratio.lastIndexOf(' ') + 1)))
+                .isCloseTo(expected, org.assertj.core.data.Offset.offset(0.0051));
+        assertThat(lines).noneMatch(l -> l.startsWith("# ratio full-ft-train"));
+    }
+
+    @Test
     void onlySelectsAGenerationMeasurement() {
         for (String name : List.of("generate-cached", "generate-uncached")) {
             List<Bench.Measurement> ms = new java.util.ArrayList<>();
