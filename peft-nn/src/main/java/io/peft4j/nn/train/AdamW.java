@@ -5,46 +5,49 @@ import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDList;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.jni.JniUtils;
-import ai.djl.training.tracker.ParameterTracker;
-import ai.djl.training.tracker.Tracker;
 import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.Param;
 import io.peft4j.nn.Torch;
 
+import ai.djl.ndarray.NDManager;
+
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * AdamW (decoupled weight decay, as {@code torch.optim.AdamW}) over peft4j {@link Param}s, with optional
- * global-norm gradient clipping (Hugging Face {@code max_grad_norm}).
+ * global-norm gradient clipping (Hugging Face {@code max_grad_norm}) and parameter groups.
  *
- * <p>The update runs DJL's fused native kernel. State lives in each weight's manager and is created on the
- * first update, so {@link #step} must run outside any {@code NDScope}. Gradients are zeroed after the step
- * because libtorch accumulates them.
+ * <p>The update runs libtorch's fused Adam kernel through DJL's JNI; the moments and per-parameter step counts
+ * are held here, so they can be saved and restored ({@link #stateDict}, {@link #loadStateDict}) and a resumed run
+ * continues exactly. State lives in each weight's manager and is created on the first update, so {@link #step}
+ * must run outside any {@code NDScope}. {@link #step} zeroes the gradients after the update because libtorch
+ * accumulates them; {@link #update} leaves them for hooks that read them (AdaLoRA's importance scores).
  */
 public final class AdamW {
-    private final ai.djl.training.optimizer.AdamW delegate;
-    private final float maxGradNorm;
     private final Builder settings;
-    /** Parameter groups with their own learning rate / weight decay (LoRA+), one DJL optimizer each. */
-    private final java.util.Map<Param, ai.djl.training.optimizer.AdamW> grouped = new java.util.IdentityHashMap<>();
+    private final float maxGradNorm;
+    /** Parameter groups with their own learning rate / weight decay (LoRA+): {lr, weightDecay}. */
+    private final Map<Param, float[]> groups = new IdentityHashMap<>();
+    private final Map<Param, State> state = new IdentityHashMap<>();
+    /** The learning-rate schedule's current multiplier, applied to every group (torch's LambdaLR). */
+    private double lrFactor = 1.0;
+
+    /** First and second moments and the number of updates of one parameter. */
+    private static final class State {
+        NDArray mean;
+        NDArray variance;
+        long step;
+    }
 
     private AdamW(Builder b) {
         Torch.engine();
         this.settings = b;
-        this.delegate = delegate(b.lrTracker != null ? b.lrTracker : Tracker.fixed(b.lr), b.weightDecay);
         this.maxGradNorm = b.maxGradNorm;
-    }
-
-    private ai.djl.training.optimizer.AdamW delegate(ParameterTracker lr, float weightDecay) {
-        return ai.djl.training.optimizer.AdamW.builder()
-                .optLearningRateTracker(lr)
-                .optBeta1(settings.beta1)
-                .optBeta2(settings.beta2)
-                .optEpsilon(settings.eps)
-                .optWeightDecays(weightDecay)
-                .build();
     }
 
     /**
@@ -52,9 +55,8 @@ public final class AdamW {
      * faster B matrices. Call before the first step.
      */
     public AdamW paramGroup(Collection<Param> params, float lr, float weightDecay) {
-        ai.djl.training.optimizer.AdamW d = delegate(Tracker.fixed(lr), weightDecay);
         for (Param p : params) {
-            grouped.put(p, d);
+            groups.put(p, new float[] {lr, weightDecay});
         }
         return this;
     }
@@ -63,21 +65,46 @@ public final class AdamW {
         return new Builder();
     }
 
+    /** The base learning rate (before the schedule's factor). */
+    public float lr() {
+        return settings.lr;
+    }
+
+    /** Sets the schedule multiplier for the next updates: each group's learning rate is its own times this. */
+    public void setLrFactor(double factor) {
+        if (!(factor >= 0) || Double.isInfinite(factor)) {
+            throw new IllegalArgumentException("learning-rate factor must be finite and >= 0, got " + factor);
+        }
+        lrFactor = factor;
+    }
+
+    public double lrFactor() {
+        return lrFactor;
+    }
+
     /**
-     * Applies one update to every parameter that requires grad and has a gradient, then zeroes gradients.
+     * Applies one update to every parameter that requires grad, then zeroes gradients.
      *
      * @return the global L2 norm of the gradients before clipping
      */
     public float step(Collection<Param> params) {
+        try {
+            return update(params);
+        } finally {
+            zeroGrad(params);
+        }
+    }
+
+    /** Same as {@link #step} but leaves the gradients in place; call {@link #zeroGrad} when done with them. */
+    public float update(Collection<Param> params) {
         List<Param> live = new ArrayList<>();
         List<NDArray> grads = new ArrayList<>();
         for (Param p : params) {
             if (!p.requiresGrad()) {
                 continue;
             }
-            NDArray g = p.data().getGradient();
             live.add(p);
-            grads.add(g);
+            grads.add(p.data().getGradient());
         }
         try (NoGrad ignored = NoGrad.enter()) {
             float total = globalNorm(grads);
@@ -88,14 +115,92 @@ public final class AdamW {
                 }
             }
             for (int i = 0; i < live.size(); i++) {
-                grouped.getOrDefault(live.get(i), delegate).update(live.get(i).id(), live.get(i).data(), grads.get(i));
+                apply(live.get(i), grads.get(i));
             }
             return total;
         } finally {
-            for (int i = 0; i < live.size(); i++) {
-                JniUtils.zeroGrad((PtNDArray) live.get(i).data());
-                grads.get(i).close();
+            grads.forEach(NDArray::close);
+        }
+    }
+
+    private void apply(Param p, NDArray grad) {
+        NDArray w = p.data();
+        State st = state.computeIfAbsent(p, k -> new State());
+        if (st.mean == null) {
+            st.mean = w.getManager().zeros(w.getShape(), w.getDataType());
+            st.variance = w.getManager().zeros(w.getShape(), w.getDataType());
+        } else if (!st.mean.getShape().equals(w.getShape())) {
+            throw new IllegalStateException("AdamW: parameter " + p.id() + " changed shape from " + st.mean.getShape()
+                    + " to " + w.getShape() + " after its first update; build a new optimizer");
+        }
+        st.step++;
+        float[] group = groups.get(p);
+        float lr = (float) ((group != null ? group[0] : settings.lr) * lrFactor);
+        float wd = group != null ? group[1] : settings.weightDecay;
+        double coef1 = 1.0 - Math.pow(settings.beta1, st.step);
+        double coef2 = 1.0 - Math.pow(settings.beta2, st.step);
+        float lrBiasCorrection = (float) (lr * Math.sqrt(coef2) / coef1);
+        JniUtils.adamUpdate((PtNDArray) w, (PtNDArray) grad, (PtNDArray) st.mean, (PtNDArray) st.variance, lr,
+                lrBiasCorrection, wd, 1f, -1f, settings.beta1, settings.beta2, settings.eps, true);
+    }
+
+    /** Zeroes the gradients of these parameters (libtorch accumulates them across backward passes). */
+    public static void zeroGrad(Collection<Param> params) {
+        for (Param p : params) {
+            if (p.requiresGrad() && p.data().hasGradient()) {
+                JniUtils.zeroGrad((PtNDArray) p.data());
             }
+        }
+    }
+
+    /**
+     * The optimizer state of the named parameters that have been updated: {@code <name>.exp_avg},
+     * {@code <name>.exp_avg_sq} (torch's names) and {@code <name>.step} (a 1-element INT64). The arrays are copies
+     * in {@code manager}.
+     */
+    public Map<String, NDArray> stateDict(Map<String, Param> named, NDManager manager) {
+        Map<String, NDArray> out = new LinkedHashMap<>();
+        for (Map.Entry<String, Param> e : named.entrySet()) {
+            State st = state.get(e.getValue());
+            if (st == null || st.mean == null) {
+                continue;
+            }
+            out.put(e.getKey() + ".exp_avg", st.mean.duplicate());
+            out.put(e.getKey() + ".exp_avg_sq", st.variance.duplicate());
+            out.put(e.getKey() + ".step", manager.create(new long[] {st.step}));
+        }
+        for (NDArray a : out.values()) {
+            a.attach(manager);
+        }
+        return out;
+    }
+
+    /** Restores what {@link #stateDict} returned; every named parameter with saved state must match its shape. */
+    public void loadStateDict(Map<String, Param> named, Map<String, NDArray> tensors) {
+        for (Map.Entry<String, Param> e : named.entrySet()) {
+            NDArray mean = tensors.get(e.getKey() + ".exp_avg");
+            if (mean == null) {
+                continue;
+            }
+            NDArray variance = tensors.get(e.getKey() + ".exp_avg_sq");
+            NDArray step = tensors.get(e.getKey() + ".step");
+            NDArray w = e.getValue().data();
+            if (variance == null || step == null) {
+                throw new IllegalArgumentException("optimizer state for " + e.getKey() + " is incomplete: expected "
+                        + e.getKey() + ".exp_avg, .exp_avg_sq and .step");
+            }
+            if (!mean.getShape().equals(w.getShape()) || !variance.getShape().equals(w.getShape())) {
+                throw new IllegalArgumentException("optimizer state for " + e.getKey() + " has shape " + mean.getShape()
+                        + " but the parameter has " + w.getShape());
+            }
+            State st = state.computeIfAbsent(e.getValue(), k -> new State());
+            if (st.mean != null) {
+                st.mean.close();
+                st.variance.close();
+            }
+            st.mean = w.getManager().create(mean.toFloatArray(), w.getShape());
+            st.variance = w.getManager().create(variance.toFloatArray(), w.getShape());
+            st.step = step.toLongArray()[0];
         }
     }
 
@@ -123,7 +228,6 @@ public final class AdamW {
     /** Builder for {@link AdamW}; defaults follow {@code torch.optim.AdamW} except weight decay 0 (HF Trainer). */
     public static final class Builder {
         private float lr = 1e-3f;
-        private ParameterTracker lrTracker;
         private float beta1 = 0.9f;
         private float beta2 = 0.999f;
         private float eps = 1e-8f;
@@ -132,12 +236,6 @@ public final class AdamW {
 
         public Builder lr(float v) {
             lr = v;
-            return this;
-        }
-
-        /** A learning-rate schedule (e.g. DJL's warm-up/linear trackers); overrides {@link #lr}. */
-        public Builder lrSchedule(ParameterTracker v) {
-            lrTracker = v;
             return this;
         }
 
