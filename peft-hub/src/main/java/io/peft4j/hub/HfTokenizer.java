@@ -9,7 +9,7 @@ import java.nio.file.Path;
 import java.util.Map;
 
 /** A Hugging Face {@code tokenizer.json} read from disk through DJL's bundled native tokenizers library. */
-public final class HfTokenizer implements AutoCloseable {
+public final class HfTokenizer implements AutoCloseable, io.peft4j.nn.data.Tokenizer {
     private final HuggingFaceTokenizer tokenizer;
 
     private HfTokenizer(HuggingFaceTokenizer tokenizer) {
@@ -43,6 +43,11 @@ public final class HfTokenizer implements AutoCloseable {
      */
     public long[] encodeWithSpecialTokens(String text) {
         return tokenizer.encode(text, true, false).getIds();
+    }
+
+    @Override
+    public long[] encode(String text, boolean addSpecialTokens) {
+        return addSpecialTokens ? encodeWithSpecialTokens(text) : encode(text);
     }
 
     public String decode(long[] ids) {
