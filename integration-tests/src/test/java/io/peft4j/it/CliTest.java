@@ -102,7 +102,7 @@ class CliTest {
         Path out = tmp.resolve("adapter");
         Run r = run("train", "--model", model(), "--config",
                 Reference.adapter("llama-lora").resolve("adapter_config.json").toString(), "--data", data.toString(),
-                "--steps", "30", "--lr", "1e-2", "--out", out.toString());
+                "--steps", "30", "--scheduler", "constant", "--logging-steps", "1", "--lr", "1e-2", "--out", out.toString());
         assertThat(r.code()).as(r.err()).isZero();
         Matcher m = Pattern.compile("loss=([0-9.]+)").matcher(r.out());
         List<Double> losses = new ArrayList<>();
@@ -115,6 +115,51 @@ class CliTest {
         Run l = run("logits", "--model", model(), "--adapter", out.toString(), "--input",
                 Reference.root().resolve("inputs.json").toString(), "--out", tmp.resolve("x.safetensors").toString());
         assertThat(l.code()).as(l.err()).isZero();
+    }
+
+    /** The trainer from the command line: checkpoints, metrics, evaluation, and a resumed run ends where an uninterrupted one does. */
+    @Test
+    void trainCheckpointsAndResumesToTheSameAdapter(@TempDir Path tmp) throws Exception {
+        Path data = tmp.resolve("data.jsonl");
+        List<String> lines = new ArrayList<>();
+        for (int i = 0; i < 12; i++) {
+            lines.add("{\"input_ids\": [5, 9, 17, 33], \"labels\": [-100, -100, 17, " + (30 + i) + "]}");
+        }
+        Files.write(data, lines);
+        String cfg = Reference.adapter("llama-lora").resolve("adapter_config.json").toString();
+        Path a = tmp.resolve("a");
+        Run full = run("train", "--model", model(), "--config", cfg, "--data", data.toString(), "--eval-data",
+                data.toString(), "--epochs", "2", "--batch-size", "2", "--grad-accum", "2", "--warmup-steps", "2",
+                "--lr", "1e-2", "--save-steps", "3", "--logging-steps", "2", "--out", a.toString());
+        assertThat(full.code()).as(full.err()).isZero();
+        // 12 rows / 2 = 6 micro-batches = 3 steps per epoch, 6 in all
+        assertThat(a.resolve("checkpoints/checkpoint-3/adapter_model.safetensors")).exists();
+        assertThat(a.resolve("checkpoints/checkpoint-6/trainer_state.json")).exists();
+        assertThat(full.out()).contains("step 6/6 loss=").contains("eval step 6 eval_loss=");
+        List<String> metrics = Files.readAllLines(a.resolve("metrics.jsonl"));
+        assertThat(metrics).hasSize(4); // logs at steps 2, 4, 6 and the final evaluation
+        assertThat(metrics.get(0)).startsWith("{\"step\":2,\"loss\":");
+        assertThat(metrics.get(3)).startsWith("{\"step\":6,\"eval_loss\":");
+
+        Path b = tmp.resolve("b");
+        Run resumed = run("train", "--model", model(), "--config", cfg, "--data", data.toString(), "--epochs", "2",
+                "--batch-size", "2", "--grad-accum", "2", "--warmup-steps", "2", "--lr", "1e-2", "--quiet",
+                "--resume", a.resolve("checkpoints/checkpoint-3").toString(), "--out", b.toString());
+        assertThat(resumed.code()).as(resumed.err()).isZero();
+        assertThat(resumed.out()).doesNotContain("loss=").contains("trained to step 6");
+        try (SafetensorsFile x = SafetensorsFile.open(a.resolve("adapter_model.safetensors"));
+             SafetensorsFile y = SafetensorsFile.open(b.resolve("adapter_model.safetensors"))) {
+            assertThat(y.names()).isEqualTo(x.names());
+            for (String n : x.names()) {
+                assertThat(y.toFloatArray(n)).as(n).isEqualTo(x.toFloatArray(n));
+            }
+        }
+        Run bad = run("train", "--model", model(), "--config", cfg, "--data", data.toString(), "--batch-size", "3",
+                "--resume", a.resolve("checkpoints/checkpoint-3").toString(), "--out", tmp.resolve("c").toString());
+        assertThat(bad.code()).isNotZero();
+        List<String> errLines = bad.err().trim().lines().toList();
+        assertThat(errLines.get(errLines.size() - 1)).startsWith("peft train: error: ").contains("batch_size was 2");
+        assertThat(bad.err()).doesNotContain("\tat ");
     }
 
     /** {@code peft train} with prompt-learning configs; the saved adapter loads in {@code peft logits}. */
@@ -130,7 +175,7 @@ class CliTest {
         Path out = tmp.resolve("adapter");
         Run r = run("train", "--model", model(), "--config",
                 Reference.adapter(name).resolve("adapter_config.json").toString(), "--data", data.toString(),
-                "--steps", "20", "--lr", "5e-2", "--out", out.toString());
+                "--steps", "20", "--scheduler", "constant", "--logging-steps", "1", "--lr", "5e-2", "--out", out.toString());
         assertThat(r.code()).as(r.err()).isZero();
         assertThat(r.out()).contains(Reference.manifest(name).get("print_trainable_parameters").asText());
         Matcher m = Pattern.compile("loss=([0-9.]+)").matcher(r.out());

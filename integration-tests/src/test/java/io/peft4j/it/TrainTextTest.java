@@ -62,7 +62,7 @@ class TrainTextTest {
 
         Path out = tmp.resolve("adapter");
         CliTest.Run r = CliTest.run("train", "--model", modelDir.toString(), "--config", adapterCfg.toString(),
-                "--data", data.toString(), "--steps", "60", "--lr", "1e-2", "--max-length", "64",
+                "--data", data.toString(), "--steps", "60", "--scheduler", "constant", "--logging-steps", "1", "--lr", "1e-2", "--max-length", "64",
                 "--out", out.toString());
         assertThat(r.code()).as(r.err()).isZero();
         Matcher m = Pattern.compile("loss=([0-9.]+)").matcher(r.out());

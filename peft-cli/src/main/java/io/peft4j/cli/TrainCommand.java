@@ -1,64 +1,108 @@
 package io.peft4j.cli;
 
-import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.types.DataType;
-import ai.djl.ndarray.types.Shape;
-import com.fasterxml.jackson.databind.JsonNode;
+import io.peft4j.cli.train.ProgressCallback;
 import io.peft4j.config.PeftConfig;
 import io.peft4j.hub.HfModels;
 import io.peft4j.hub.HfTokenizer;
 import io.peft4j.model.LoraPlus;
 import io.peft4j.model.PeftModel;
 import io.peft4j.nn.Torch;
-import io.peft4j.nn.model.ModelInput;
+import io.peft4j.nn.data.CausalLmExample;
+import io.peft4j.nn.data.Datasets;
+import io.peft4j.nn.data.Tokenizer;
 import io.peft4j.nn.model.PreTrainedModel;
-import io.peft4j.nn.train.AdamW;
-import io.peft4j.nn.train.TrainStep;
+import io.peft4j.nn.train.LrSchedule;
+import io.peft4j.nn.train.MetricsLogger;
+import io.peft4j.nn.train.Trainer;
+import io.peft4j.nn.train.TrainerCallback;
+import io.peft4j.nn.train.TrainerState;
+import io.peft4j.nn.train.TrainingArguments;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
+import java.io.UncheckedIOException;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.Callable;
 
-@Command(name = "train", description = "Train a causal-LM adapter on JSON lines and save it in the Hugging Face layout.")
+@Command(name = "train", description = "Train an adapter on a causal-LM dataset with the Trainer (schedule, gradient "
+        + "accumulation, clipping, evaluation, checkpoints and resume) and save it in the Hugging Face layout.")
 final class TrainCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true, description = "Hugging Face model directory")
+    @Option(names = "--model", required = true, description = "Hugging Face model directory (or cached repo id)")
     String model;
 
     @Option(names = "--config", required = true, description = "adapter_config.json (or its directory)")
     Path config;
 
-    @Option(names = "--data", required = true,
-            description = "JSON lines: {\"text\": ...} (needs tokenizer.json in the model dir) or {\"input_ids\": [...]}")
+    @Option(names = "--data", required = true, description = "JSON lines or a JSON array of rows: {\"text\"}, "
+            + "{\"prompt\", \"completion\"}, Alpaca {\"instruction\", \"input\", \"output\"} or {\"input_ids\"}")
     Path data;
 
-    @Option(names = "--steps", required = true, description = "optimizer steps")
-    int steps;
+    @Option(names = "--eval-data", description = "rows in the same format, evaluated (loss, perplexity) every "
+            + "--eval-steps and at the end")
+    Path evalData;
 
-    @Option(names = "--out", required = true, description = "where to save the adapter")
+    @Option(names = "--out", required = true, description = "where to save the adapter (checkpoints go to OUT/checkpoints)")
     Path out;
+
+    @Option(names = "--steps", description = "optimizer steps (overrides --epochs)")
+    Integer steps;
+
+    @Option(names = "--epochs", defaultValue = "1", description = "passes over the data (default ${DEFAULT-VALUE})")
+    int epochs;
 
     @Option(names = "--lr", defaultValue = "2e-4", description = "learning rate (default ${DEFAULT-VALUE})")
     float lr;
 
+    @Option(names = "--scheduler", defaultValue = "linear",
+            description = "linear, cosine, constant or constant_with_warmup (default ${DEFAULT-VALUE})")
+    String scheduler;
+
+    @Option(names = "--warmup-steps", defaultValue = "0", description = "warm-up steps")
+    int warmupSteps;
+
+    @Option(names = "--warmup-ratio", defaultValue = "0", description = "warm-up as a fraction of the steps")
+    double warmupRatio;
+
+    @Option(names = "--weight-decay", defaultValue = "0", description = "AdamW weight decay (not on biases and norms)")
+    float weightDecay;
+
     @Option(names = "--seed", defaultValue = "42", description = "random seed (default ${DEFAULT-VALUE})")
     long seed;
 
-    @Option(names = "--batch-size", defaultValue = "4", description = "sequences per step (default ${DEFAULT-VALUE})")
+    @Option(names = "--batch-size", defaultValue = "4", description = "rows per micro-batch (default ${DEFAULT-VALUE})")
     int batchSize;
 
-    @Option(names = "--max-length", defaultValue = "256", description = "truncate sequences (default ${DEFAULT-VALUE})")
+    @Option(names = "--grad-accum", defaultValue = "1", description = "micro-batches per optimizer step")
+    int gradAccum;
+
+    @Option(names = "--max-length", defaultValue = "256", description = "truncate rows (default ${DEFAULT-VALUE})")
     int maxLength;
 
     @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "global gradient clipping; 0 = off")
     float maxGradNorm;
+
+    @Option(names = "--logging-steps", defaultValue = "10", description = "print and record metrics every N steps")
+    int loggingSteps;
+
+    @Option(names = "--eval-steps", defaultValue = "0", description = "evaluate every N steps (0: at the end)")
+    int evalSteps;
+
+    @Option(names = "--save-steps", defaultValue = "0", description = "checkpoint every N steps into OUT/checkpoints")
+    int saveSteps;
+
+    @Option(names = "--resume", paramLabel = "DIR|latest", description = "resume from a checkpoint directory, or the "
+            + "latest one in OUT/checkpoints")
+    String resume;
+
+    @Option(names = "--metrics", description = "metrics JSON lines (default OUT/metrics.jsonl)")
+    Path metrics;
+
+    @Option(names = "--quiet", description = "no progress bar and no per-step lines")
+    boolean quiet;
 
     @Option(names = "--loraplus-lr-ratio", paramLabel = "R",
             description = "LoRA+: train lora_B (and 1-D parameters) with learning rate R x --lr (peft suggests 16)")
@@ -66,124 +110,127 @@ final class TrainCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if (steps <= 0 || batchSize <= 0 || maxLength < 2) {
-            throw new IllegalArgumentException("--steps and --batch-size must be > 0 and --max-length >= 2");
+        if ((steps != null && steps <= 0) || epochs <= 0 || batchSize <= 0 || gradAccum <= 0 || maxLength < 2) {
+            throw new IllegalArgumentException("--steps, --epochs, --batch-size and --grad-accum must be > 0 and "
+                    + "--max-length >= 2");
         }
         if (loraplusLrRatio != null && !(loraplusLrRatio > 0)) {
             // Checked before the model loads, so a bad flag costs nothing and prints one line.
             throw new IllegalArgumentException("--loraplus-lr-ratio (loraplus_lr_ratio) must be > 0, got " + loraplusLrRatio);
         }
-        Path modelDir = HfModels.resolve(model);
-        List<long[]> examples = readExamples(modelDir);
-        Torch.manualSeed(seed);
-        PeftConfig cfg = PeftConfig.fromPretrained(config);
-        var json = cfg.toJsonNode();
-        json.put("inference_mode", false);
-        try (PreTrainedModel base = HfModels.fromPretrained(model)) {
-            PeftModel peft = PeftModel.getPeftModel(base, PeftConfig.fromJsonNode(json, cfg.sourceName()));
-            peft.printTrainableParameters();
-            peft.train(true);
-            long pad = base.config().getInt("pad_token_id", 0);
-            AdamW opt = loraplusLrRatio == null
-                    ? AdamW.builder().lr(lr).maxGradNorm(maxGradNorm).build()
-                    : LoraPlus.optimizer(peft, lr, loraplusLrRatio, 0f, maxGradNorm);
-            var params = peft.trainableParameters();
-            NDManager m = base.manager();
-            long started = System.nanoTime();
-            for (int step = 0; step < steps; step++) {
-                List<long[]> batch = new ArrayList<>();
-                for (int i = 0; i < batchSize; i++) {
-                    batch.add(examples.get((step * batchSize + i) % examples.size()));
-                }
-                TrainStep.Result r = TrainStep.run(() -> peft.forward(batchInput(m, batch, pad)).loss(), opt, params);
-                System.out.printf(Locale.ROOT, "step %d/%d loss=%.4f grad_norm=%.4f%n", step + 1, steps, r.loss(),
-                        r.gradNorm());
+        LrSchedule schedule = LrSchedule.fromHfName(scheduler);
+        Path checkpoints = out.resolve("checkpoints");
+        TrainingArguments args = TrainingArguments.builder().learningRate(lr).lrSchedule(schedule)
+                .warmupSteps(warmupSteps).warmupRatio(warmupRatio).weightDecay(weightDecay).numEpochs(epochs)
+                .maxSteps(steps == null ? -1 : steps).batchSize(batchSize).evalBatchSize(batchSize)
+                .gradientAccumulationSteps(gradAccum).maxGradNorm(maxGradNorm).seed(seed).loggingSteps(loggingSteps)
+                .evalSteps(evalSteps).saveSteps(saveSteps).outputDir(checkpoints).build();
+        Path resumeFrom = null;
+        if (resume != null) {
+            resumeFrom = resume.equals("latest") ? Trainer.latestCheckpoint(checkpoints) : Path.of(resume);
+            if (resumeFrom == null) {
+                throw new IOException("--resume latest: no checkpoint-N directory in " + checkpoints);
             }
-            peft.eval();
-            peft.saveAdapter(out);
-            System.out.printf(Locale.ROOT, "trained %d steps in %.1f s; adapter saved to %s%n", steps,
-                    (System.nanoTime() - started) / 1e9, out);
+        }
+        Path modelDir = HfModels.resolve(model);
+        try (LazyTokenizer tok = new LazyTokenizer(modelDir)) {
+            Torch.manualSeed(seed);
+            PeftConfig cfg = PeftConfig.fromPretrained(config);
+            var json = cfg.toJsonNode();
+            json.put("inference_mode", false);
+            try (PreTrainedModel base = HfModels.fromPretrained(model)) {
+                long pad = base.config().getInt("pad_token_id", 0);
+                Long eosId = eosId(base);
+                List<CausalLmExample> rows = Datasets.causalLm(data, tok, maxLength, eosId);
+                List<CausalLmExample> evalRows = evalData == null ? null : Datasets.causalLm(evalData, tok, maxLength, eosId);
+                PeftModel peft = PeftModel.getPeftModel(base, PeftConfig.fromJsonNode(json, cfg.sourceName()));
+                peft.printTrainableParameters();
+                var m = base.manager();
+                Trainer.Builder<CausalLmExample> b = Trainer.<CausalLmExample>builder().model(peft).args(args)
+                        .trainData(rows).evalData(evalRows)
+                        .loss(batch -> peft.forward(Datasets.causalLmBatch(m, batch, pad)).loss())
+                        .tokenCount(batch -> batch.stream().mapToLong(e -> e.inputIds().length).sum())
+                        .checkpointWriter(peft::saveAdapter);
+                if (loraplusLrRatio != null) {
+                    b.optimizer((a, trainable) -> LoraPlus.optimizer(peft, lr, loraplusLrRatio, weightDecay, maxGradNorm));
+                }
+                try (MetricsLogger logger = new MetricsLogger(metrics != null ? metrics : out.resolve("metrics.jsonl"))) {
+                    b.callback(logger);
+                    if (!quiet) {
+                        b.callback(new LogLines());
+                        if (System.console() != null) {
+                            b.callback(new ProgressCallback(System.err, "train"));
+                        }
+                    }
+                    Trainer<CausalLmExample> trainer = b.build();
+                    long started = System.nanoTime();
+                    TrainerState st = trainer.train(resumeFrom);
+                    peft.eval();
+                    peft.saveAdapter(out);
+                    System.out.printf(Locale.ROOT, "trained to step %d in %.1f s (final loss %.4f); adapter saved to %s%n",
+                            st.globalStep(), (System.nanoTime() - started) / 1e9, st.lastLoss(), out);
+                }
+            }
         }
         return 0;
     }
 
-    /** Right-padded ids, a mask, and labels with -100 on padding. */
-    static ModelInput batchInput(NDManager m, List<long[]> batch, long pad) {
-        int t = batch.stream().mapToInt(a -> a.length).max().orElse(1);
-        long[] ids = new long[batch.size() * t];
-        long[] mask = new long[ids.length];
-        long[] labels = new long[ids.length];
-        for (int i = 0; i < batch.size(); i++) {
-            long[] ex = batch.get(i);
-            for (int j = 0; j < t; j++) {
-                boolean real = j < ex.length;
-                ids[i * t + j] = real ? ex[j] : pad;
-                mask[i * t + j] = real ? 1 : 0;
-                labels[i * t + j] = real ? ex[j] : -100;
-            }
+    /** The model's single {@code eos_token_id}, appended to completions; null when absent or a list. */
+    private static Long eosId(PreTrainedModel base) {
+        try {
+            int eos = base.config().getInt("eos_token_id", -1);
+            return eos >= 0 ? (long) eos : null;
+        } catch (RuntimeException e) {
+            return null;
         }
-        Shape s = new Shape(batch.size(), t);
-        return ModelInput.builder()
-                .inputIds(m.create(ids, s).toType(DataType.INT64, false))
-                .attentionMask(m.create(mask, s).toType(DataType.INT64, false))
-                .labels(m.create(labels, s).toType(DataType.INT64, false))
-                .build();
     }
 
-    private List<long[]> readExamples(Path modelDir) throws IOException {
-        Cli.requireFile(data, "data file");
-        List<long[]> out = new ArrayList<>();
-        HfTokenizer tok = null;
-        try {
-            int lineNo = 0;
-            for (String line : Files.readAllLines(data, StandardCharsets.UTF_8)) {
-                lineNo++;
-                if (line.isBlank()) {
-                    continue;
+    /** {@code step i/n loss=.. lr=.. grad_norm=.. tokens_per_s=..} per logged step; eval metrics as they come. */
+    private static final class LogLines implements TrainerCallback {
+        @Override
+        public void onLog(TrainerState s, Map<String, Double> logs) {
+            System.out.printf(Locale.ROOT, "step %d/%d loss=%.4f lr=%.3e grad_norm=%.4f tokens_per_s=%.0f%n",
+                    s.globalStep(), s.totalSteps(), logs.get("loss"), logs.get("learning_rate"), logs.get("grad_norm"),
+                    logs.get("tokens_per_s"));
+        }
+
+        @Override
+        public void onEvaluate(TrainerState s, Map<String, Double> metrics) {
+            System.out.printf(Locale.ROOT, "eval step %d eval_loss=%.4f eval_perplexity=%.3f%n", s.globalStep(),
+                    metrics.get("eval_loss"), Math.exp(metrics.get("eval_loss")));
+        }
+    }
+
+    /** Loads the model's {@code tokenizer.json} only when a row has text. */
+    private static final class LazyTokenizer implements Tokenizer, AutoCloseable {
+        private final Path dir;
+        private HfTokenizer tok;
+
+        LazyTokenizer(Path dir) {
+            this.dir = dir;
+        }
+
+        @Override
+        public long[] encode(String text, boolean addSpecialTokens) {
+            if (tok == null) {
+                if (!HfTokenizer.present(dir)) {
+                    throw new IllegalArgumentException("the data has text rows but " + dir
+                            + " has no tokenizer.json; give \"input_ids\" instead");
                 }
-                JsonNode row;
                 try {
-                    row = Cli.JSON.readTree(line);
+                    tok = HfTokenizer.load(dir);
                 } catch (IOException e) {
-                    throw new IOException(data + ":" + lineNo + ": not valid JSON");
-                }
-                long[] ids;
-                if (row.hasNonNull("input_ids")) {
-                    JsonNode arr = row.get("input_ids");
-                    ids = new long[arr.size()];
-                    for (int i = 0; i < ids.length; i++) {
-                        if (!arr.get(i).isIntegralNumber()) {
-                            throw new IOException(data + ":" + lineNo + ": input_ids[" + i + "] is not an integer");
-                        }
-                        ids[i] = arr.get(i).asLong();
-                    }
-                } else if (row.hasNonNull("text")) {
-                    if (tok == null) {
-                        if (!HfTokenizer.present(modelDir)) {
-                            throw new IOException(data + ":" + lineNo + ": has \"text\" but " + modelDir
-                                    + " has no tokenizer.json; give \"input_ids\" instead");
-                        }
-                        tok = HfTokenizer.load(modelDir);
-                    }
-                    ids = tok.encode(row.get("text").asText());
-                } else {
-                    throw new IOException(data + ":" + lineNo + ": expected a \"text\" or \"input_ids\" field");
-                }
-                if (ids.length > maxLength) {
-                    ids = java.util.Arrays.copyOf(ids, maxLength);
-                }
-                if (ids.length >= 2) {
-                    out.add(ids);
+                    throw new UncheckedIOException(e);
                 }
             }
-        } finally {
+            return tok.encode(text, addSpecialTokens);
+        }
+
+        @Override
+        public void close() {
             if (tok != null) {
                 tok.close();
             }
         }
-        if (out.isEmpty()) {
-            throw new IOException(data + ": no example with at least 2 tokens");
-        }
-        return out;
     }
 }
