@@ -2,6 +2,7 @@ package io.peft4j.model;
 
 import ai.djl.ndarray.NDArray;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.peft4j.config.AdaLoraConfig;
 import io.peft4j.config.LoraConfig;
 import io.peft4j.config.PeftConfig;
 import io.peft4j.config.TaskType;
@@ -19,6 +20,7 @@ import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.layers.Embedding;
 import io.peft4j.tuners.BaseTuner;
 import io.peft4j.tuners.ModulesToSaveWrapper;
+import io.peft4j.tuners.adalora.AdaLoraModel;
 import io.peft4j.tuners.lora.LoraModel;
 import io.peft4j.tuners.prompt.PromptLearning;
 import io.peft4j.tuners.prompt.PromptLearningEncoder;
@@ -118,8 +120,11 @@ public class PeftModel extends Module implements AutoCloseable {
         if (config instanceof io.peft4j.config.IA3Config ia3) {
             return new io.peft4j.tuners.ia3.IA3Model(model, ia3, adapterName);
         }
+        if (config instanceof AdaLoraConfig adalora) {
+            return new AdaLoraModel(model, adalora, adapterName);
+        }
         throw new UnsupportedOperationException("peft_type " + config.peftType() + " is not supported yet by "
-                + "PeftModel (supported: LORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING)");
+                + "PeftModel (supported: LORA, ADALORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING)");
     }
 
     // ---- construction -----------------------------------------------------------------------------
@@ -290,6 +295,10 @@ public class PeftModel extends Module implements AutoCloseable {
      */
     public void addWeightedAdapter(List<String> adapters, List<Double> weights, String adapterName,
                                    String combinationType) {
+        if (!promptLearning && (Object) tuner() instanceof AdaLoraModel) {
+            throw new UnsupportedOperationException("AdaLoraModel does not support add_weighted_adapter method; "
+                    + "combine LoRA adapters instead");
+        }
         if (promptLearning || !((Object) tuner() instanceof LoraModel lora)) {
             throw new UnsupportedOperationException("add_weighted_adapter needs LoRA adapters");
         }
@@ -353,6 +362,9 @@ public class PeftModel extends Module implements AutoCloseable {
 
     private void loadWeights(Path dir, String adapterName) {
         Path file = AdapterIO.weightsFile(dir);
+        if (!promptLearning) {
+            tuner().prepareToLoad(adapterName);
+        }
         try {
             // Prompt learning has no tuner prefix: every expected tensor must be in the file.
             AdapterIO.loadInto(file, adapterTensors(adapterName), promptLearning ? null : tuner().prefix());
@@ -548,10 +560,10 @@ public class PeftModel extends Module implements AutoCloseable {
             throw new UnsupportedOperationException(m.getClass().getSimpleName() + " takes a single tensor; call "
                     + "forward(NDArray)");
         }
-        if (promptLearning && !promptDisabled) {
-            return PromptForward.forward(this, input);
+        if (promptLearning) {
+            return promptDisabled ? p.forward(input) : PromptForward.forward(this, input);
         }
-        return p.forward(input);
+        return tuner().afterForward(p.forward(input));
     }
 
     /**
@@ -651,6 +663,19 @@ public class PeftModel extends Module implements AutoCloseable {
         return out;
     }
 
+    /**
+     * AdaLoRA's rank budget step (peft's {@code model.base_model.update_and_allocate(global_step)}): call once per
+     * training step after the optimizer update and before the gradients are cleared, e.g.
+     * {@code TrainStep.run(loss, opt, params, () -> peft.updateAndAllocate(step))}.
+     */
+    public void updateAndAllocate(int globalStep) {
+        if (promptLearning || !((Object) tuner() instanceof AdaLoraModel adalora)) {
+            throw new UnsupportedOperationException("updateAndAllocate is AdaLoRA's rank allocation; this model's "
+                    + "adapter is " + configs.get(activeAdapter).peftType());
+        }
+        adalora.updateAndAllocate(globalStep);
+    }
+
     private void requireInjectable(String what) {
         if (promptLearning) {
             throw new UnsupportedOperationException(what + " is not supported for prompt-learning methods ("
@@ -748,7 +773,8 @@ public class PeftModel extends Module implements AutoCloseable {
             tensors.put("prompt_embeddings", new Param(prompt, false));
             tensors.putAll(headTensors(name));
         } else {
-            tensors = tuner().adapterStateDict(name, "base_model.");
+            config = tuner().configToSave(name, config);
+            tensors = tuner().tensorsToSave(name, "base_model.", computed);
         }
         return new AdapterIO.Entry(DEFAULT_ADAPTER.equals(name) ? "" : name, config, tensors);
     }

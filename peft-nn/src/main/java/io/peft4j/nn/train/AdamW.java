@@ -69,6 +69,14 @@ public final class AdamW {
      * @return the global L2 norm of the gradients before clipping
      */
     public float step(Collection<Param> params) {
+        return step(params, null);
+    }
+
+    /**
+     * As {@link #step(Collection)}, running {@code afterUpdate} after the update and before gradients are zeroed:
+     * the point where peft's AdaLoRA reads {@code p.grad} of the updated weights (its {@code update_and_allocate}).
+     */
+    public float step(Collection<Param> params, Runnable afterUpdate) {
         List<Param> live = new ArrayList<>();
         List<NDArray> grads = new ArrayList<>();
         for (Param p : params) {
@@ -89,6 +97,9 @@ public final class AdamW {
             }
             for (int i = 0; i < live.size(); i++) {
                 grouped.getOrDefault(live.get(i), delegate).update(live.get(i).id(), live.get(i).data(), grads.get(i));
+            }
+            if (afterUpdate != null) {
+                afterUpdate.run();
             }
             return total;
         } finally {
