@@ -74,7 +74,9 @@ public final class AdamW {
 
     /**
      * As {@link #step(Collection)}, running {@code afterUpdate} after the update and before gradients are zeroed:
-     * the point where peft's AdaLoRA reads {@code p.grad} of the updated weights (its {@code update_and_allocate}).
+     * the point where torch code reads {@code p.grad} of the updated weights (peft's AdaLoRA
+     * {@code update_and_allocate}). DJL's fused update clears the gradient it consumes, so with a hook the
+     * gradients are copied first and put back for it.
      */
     public float step(Collection<Param> params, Runnable afterUpdate) {
         List<Param> live = new ArrayList<>();
@@ -95,11 +97,19 @@ public final class AdamW {
                     g.muli(coef);
                 }
             }
-            for (int i = 0; i < live.size(); i++) {
-                grouped.getOrDefault(live.get(i), delegate).update(live.get(i).id(), live.get(i).data(), grads.get(i));
-            }
-            if (afterUpdate != null) {
-                afterUpdate.run();
+            List<NDArray> kept = afterUpdate == null ? List.of() : grads.stream().map(NDArray::duplicate).toList();
+            try {
+                for (int i = 0; i < live.size(); i++) {
+                    grouped.getOrDefault(live.get(i), delegate).update(live.get(i).id(), live.get(i).data(), grads.get(i));
+                }
+                if (afterUpdate != null) {
+                    for (int i = 0; i < grads.size(); i++) {
+                        grads.get(i).muli(0f).addi(kept.get(i));
+                    }
+                    afterUpdate.run();
+                }
+            } finally {
+                kept.forEach(NDArray::close);
             }
             return total;
         } finally {
