@@ -2,13 +2,11 @@ package io.peft4j.model;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.peft4j.config.AdaLoraConfig;
 import io.peft4j.nn.Module;
-import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.Param;
 import io.peft4j.nn.Torch;
 import io.peft4j.nn.safetensors.SafetensorsFile;
@@ -74,13 +72,6 @@ class AdaLoraAllocatorTest {
         double progress = (double) (step - TINIT) / (TOTAL - TFINAL - TINIT);
         double remaining = Math.pow(1 - progress, 3);
         return new int[] {(int) Math.floor(target + (init - target) * remaining), step % DELTA_T == 0 ? 1 : 0};
-    }
-
-    private static float[] run(Module m, NDArray x) {
-        try (NoGrad ng = NoGrad.enter(); NDScope s = new NDScope()) {
-            s.suppressNotUsedWarning();
-            return m.forward(x).toFloatArray();
-        }
     }
 
     /** Smoothed sensitivity and uncertainty kept by the test itself, per parameter name. */
@@ -239,7 +230,7 @@ class AdaLoraAllocatorTest {
 
         peft.eval();
         NDArray probe = nd.randomNormal(new Shape(3, 6));
-        float[] trained = run(peft, probe);
+        float[] trained = AdaLoraTest.run(peft, probe);
         Path dir = tmp.resolve("adalora");
         peft.saveAdapter(dir);
 
@@ -296,6 +287,6 @@ class AdaLoraAllocatorTest {
             // The output scale stays alpha / init_r after the cut, as in peft.
             assertThat(l.ranknum("default")).isEqualTo((float) INIT_R);
         }
-        assertThat(run(reloaded, probe)).containsExactly(trained, within(1e-5f));
+        assertThat(AdaLoraTest.run(reloaded, probe)).containsExactly(trained, within(1e-5f));
     }
 }

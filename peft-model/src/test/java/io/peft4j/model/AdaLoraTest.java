@@ -47,7 +47,7 @@ class AdaLoraTest {
         nd.close();
     }
 
-    private static float[] run(Module m, NDArray x) {
+    static float[] run(Module m, NDArray x) {
         try (NoGrad ng = NoGrad.enter(); NDScope s = new NDScope()) {
             s.suppressNotUsedWarning();
             return m.forward(x).toFloatArray();

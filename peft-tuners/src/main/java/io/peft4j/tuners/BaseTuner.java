@@ -277,15 +277,6 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
         return TargetModules.of(names.toArray(String[]::new));
     }
 
-    /** peft's LoRA rule: at most one adapter may train biases. */
-    protected void checkSingleBiasAdapter(C config) {
-        long withBias = configs.values().stream().filter(c -> !"none".equals(biasMode(c))).count();
-        if (withBias + ("none".equals(biasMode(config)) ? 0 : 1) > 1) {
-            throw new IllegalArgumentException(getClass().getSimpleName() + " supports only 1 adapter with bias. "
-                    + "When using multiple adapters, set bias to 'none' for all adapters.");
-        }
-    }
-
     /**
      * peft's dispatch rule for {@code fan_in_fan_out}: GPT-2's Conv1D stores its weight {@code (in, out)}, so it
      * needs {@code true}; a Linear needs {@code false}. A wrong value is corrected in the adapter's stored (and

@@ -8,10 +8,9 @@ import io.peft4j.nn.F;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.Param;
 import io.peft4j.nn.model.ModelOutput;
-import io.peft4j.tuners.BaseTuner;
-import io.peft4j.tuners.TargetMatcher;
 import io.peft4j.tuners.TargetModuleDefaults;
 import io.peft4j.tuners.TunerLayer;
+import io.peft4j.tuners.lora.AbstractLoraModel;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -25,7 +24,7 @@ import java.util.Map;
  * drives the rank budget: the training loop calls {@link #updateAndAllocate} after each optimizer update, before
  * the gradients are cleared. Only one adapter may be trainable.
  */
-public final class AdaLoraModel extends BaseTuner<AdaLoraConfig> {
+public final class AdaLoraModel extends AbstractLoraModel<AdaLoraConfig> {
     private static final Logger LOG = LoggerFactory.getLogger(AdaLoraModel.class);
 
     private RankAllocator allocator;
@@ -39,8 +38,13 @@ public final class AdaLoraModel extends BaseTuner<AdaLoraConfig> {
     }
 
     @Override
-    public String prefix() {
-        return "lora_";
+    protected Map<String, List<String>> defaultTargetModules() {
+        return TargetModuleDefaults.ADALORA;
+    }
+
+    @Override
+    protected AdaLoraConfig withTargetModules(AdaLoraConfig config, TargetModules targets) {
+        return config.toBuilder().targetModules(targets).build();
     }
 
     @Override
@@ -49,42 +53,18 @@ public final class AdaLoraModel extends BaseTuner<AdaLoraConfig> {
             LOG.warn("Note that `r` is not used in AdaLora and will be ignored. If you intended to set the initial "
                     + "rank, use `init_r` instead.");
         }
-        TargetModules t = config.targetModules() != null ? config.targetModules()
-                : TargetModuleDefaults.lookup(TargetModuleDefaults.ADALORA, model, "target_modules", "AdaLoRA targets");
-        TargetModules resolved = resolveTargetModules(t, model, config.taskType());
-        return resolved.equals(config.targetModules()) ? config : config.toBuilder().targetModules(resolved).build();
-    }
-
-    @Override
-    protected TargetMatcher.Match matchTarget(AdaLoraConfig c, String key) {
-        return TargetMatcher.check(c.targetModules(), c.excludeModules(), c.modulesToSave(),
-                c.layersToTransform(), c.layersPattern(), key);
+        return super.prepareAdapterConfig(config, model);
     }
 
     @Override
     protected void checkNewAdapterConfig(AdaLoraConfig config) {
-        checkSingleBiasAdapter(config);
+        super.checkNewAdapterConfig(config);
         long trainable = peftConfig().values().stream().filter(c -> !c.inferenceMode()).count()
                 + (config.inferenceMode() ? 0 : 1);
         if (trainable > 1) {
             throw new IllegalArgumentException("AdaLoraModel supports only 1 trainable adapter. When using multiple "
                     + "adapters, set inference_mode to True for all adapters except the one you want to train.");
         }
-    }
-
-    @Override
-    protected List<String> modulesToSave(AdaLoraConfig config) {
-        return config.modulesToSave();
-    }
-
-    @Override
-    protected String biasMode(AdaLoraConfig config) {
-        return config.bias().value();
-    }
-
-    @Override
-    protected TargetModules targetModules(AdaLoraConfig config) {
-        return config.targetModules();
     }
 
     @Override

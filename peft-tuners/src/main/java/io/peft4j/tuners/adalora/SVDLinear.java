@@ -12,16 +12,15 @@ import io.peft4j.nn.Module;
 import io.peft4j.nn.ModuleDict;
 import io.peft4j.nn.Param;
 import io.peft4j.nn.ParameterDict;
-import io.peft4j.nn.layers.Conv1D;
 import io.peft4j.nn.layers.Dropout;
-import io.peft4j.nn.layers.Linear;
 import io.peft4j.tuners.MixedBatch;
 import io.peft4j.tuners.lora.LoraLayer;
+import io.peft4j.tuners.lora.LoraLinear;
 
 import java.util.List;
 
 /**
- * AdaLoRA's SVD-form adapter around a {@link Linear} or GPT-2 {@link Conv1D} (peft's {@code SVDLinear}): per adapter
+ * AdaLoRA's SVD-form adapter around a Linear or GPT-2 Conv1D (peft's {@code SVDLinear}): per adapter
  * {@code lora_A (r, in)}, {@code lora_E (r, 1)} and {@code lora_B (out, r)} in ParameterDicts, so they are saved as
  * {@code ...lora_A} without {@code .weight}, and a frozen, unsaved {@code ranknum} (the initial rank). Forward:
  * {@code y = base(x) + (dropout(x) (A⊙E)ᵀ Bᵀ) · scaling / (ranknum + 1e-5)}, {@code scaling = lora_alpha} (or
@@ -38,10 +37,10 @@ public final class SVDLinear extends LoraLayer {
     /** @param fanInFanOut true when the base weight is stored {@code (in, out)} (GPT-2 Conv1D) */
     public SVDLinear(Module baseLayer, boolean fanInFanOut) {
         super(baseLayer);
-        Shape s = baseLayer.param("weight").shape();
+        long[] features = linearFeatures(baseLayer, fanInFanOut);
         this.fanInFanOut = fanInFanOut;
-        this.inFeatures = fanInFanOut ? s.get(0) : s.get(1);
-        this.outFeatures = fanInFanOut ? s.get(1) : s.get(0);
+        this.inFeatures = features[0];
+        this.outFeatures = features[1];
         registerModule("lora_dropout", new ModuleDict());
         registerModule("lora_A", new ParameterDict());
         registerModule("lora_B", new ParameterDict());
@@ -51,7 +50,7 @@ public final class SVDLinear extends LoraLayer {
 
     /** True if AdaLoRA can wrap this module (a Linear or a GPT-2 Conv1D). */
     public static boolean supports(Module m) {
-        return m instanceof Linear || m instanceof Conv1D;
+        return LoraLinear.supports(m);
     }
 
     /** {@code ranknum} is left out: it is neither trained nor saved. */
@@ -179,14 +178,9 @@ public final class SVDLinear extends LoraLayer {
 
     @Override
     public NDArray forward(NDArray x) {
-        if (adaptersDisabled()) {
-            if (merged()) {
-                unmerge();
-            }
-            return baseLayer().forward(x);
-        }
+        boolean bypass = bypassAdapters();
         NDArray result = baseLayer().forward(x);
-        if (merged()) {
+        if (bypass) {
             return result;
         }
         if (MixedBatch.current() != null) {

@@ -3,17 +3,17 @@ package io.peft4j.tuners.lora;
 import io.peft4j.config.LoraConfig;
 import io.peft4j.config.TargetModules;
 import io.peft4j.nn.Module;
-import io.peft4j.tuners.BaseTuner;
 import io.peft4j.tuners.TargetMatcher;
 import io.peft4j.tuners.TargetModuleDefaults;
 
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 /** The LoRA injector: wraps every targeted Linear / Conv1D in a {@link LoraLinear}, an Embedding in a {@link LoraEmbedding}. */
-public final class LoraModel extends BaseTuner<LoraConfig> {
+public final class LoraModel extends AbstractLoraModel<LoraConfig> {
 
     public LoraModel(Module model, LoraConfig config, String adapterName) {
         super(model);
@@ -21,42 +21,13 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
     }
 
     @Override
-    public String prefix() {
-        return "lora_";
+    protected Map<String, List<String>> defaultTargetModules() {
+        return TargetModuleDefaults.LORA;
     }
 
     @Override
-    protected LoraConfig prepareAdapterConfig(LoraConfig config, Module model) {
-        TargetModules t = config.targetModules() != null ? config.targetModules()
-                : TargetModuleDefaults.lookup(TargetModuleDefaults.LORA, model, "target_modules", "targets");
-        TargetModules resolved = resolveTargetModules(t, model, config.taskType());
-        return resolved.equals(config.targetModules()) ? config : config.toBuilder().targetModules(resolved).build();
-    }
-
-    @Override
-    protected TargetMatcher.Match matchTarget(LoraConfig c, String key) {
-        return TargetMatcher.check(c.targetModules(), c.excludeModules(), c.modulesToSave(),
-                c.layersToTransform(), c.layersPattern(), key);
-    }
-
-    @Override
-    protected void checkNewAdapterConfig(LoraConfig config) {
-        checkSingleBiasAdapter(config);
-    }
-
-    @Override
-    protected List<String> modulesToSave(LoraConfig config) {
-        return config.modulesToSave();
-    }
-
-    @Override
-    protected String biasMode(LoraConfig config) {
-        return config.bias().value();
-    }
-
-    @Override
-    protected TargetModules targetModules(LoraConfig config) {
-        return config.targetModules();
+    protected LoraConfig withTargetModules(LoraConfig config, TargetModules targets) {
+        return config.toBuilder().targetModules(targets).build();
     }
 
     @Override
