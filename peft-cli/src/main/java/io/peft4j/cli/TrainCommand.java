@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
+import io.peft4j.config.AdaLoraConfig;
 import io.peft4j.config.PeftConfig;
 import io.peft4j.hub.HfModels;
 import io.peft4j.hub.HfTokenizer;
@@ -79,6 +80,11 @@ final class TrainCommand implements Callable<Integer> {
         PeftConfig cfg = PeftConfig.fromPretrained(config);
         var json = cfg.toJsonNode();
         json.put("inference_mode", false);
+        // AdaLoRA budgets its ranks over the run: total_step defaults to --steps, the allocator runs every step.
+        boolean adalora = cfg instanceof AdaLoraConfig;
+        if (adalora && json.path("total_step").isNull()) {
+            json.put("total_step", steps);
+        }
         try (PreTrainedModel base = HfModels.fromPretrained(model)) {
             PeftModel peft = PeftModel.getPeftModel(base, PeftConfig.fromJsonNode(json, cfg.sourceName()));
             peft.printTrainableParameters();
@@ -95,7 +101,9 @@ final class TrainCommand implements Callable<Integer> {
                 for (int i = 0; i < batchSize; i++) {
                     batch.add(examples.get((step * batchSize + i) % examples.size()));
                 }
-                TrainStep.Result r = TrainStep.run(() -> peft.forward(batchInput(m, batch, pad)).loss(), opt, params);
+                int globalStep = step;
+                TrainStep.Result r = TrainStep.run(() -> peft.forward(batchInput(m, batch, pad)).loss(), opt, params,
+                        adalora ? () -> peft.updateAndAllocate(globalStep) : null);
                 System.out.printf(Locale.ROOT, "step %d/%d loss=%.4f grad_norm=%.4f%n", step + 1, steps, r.loss(),
                         r.gradNorm());
             }
