@@ -163,7 +163,8 @@ public final class SVDLinear extends LoraLayer {
 
     /** The rank the output is divided by: the initial rank, also after pruning or a pruned load. */
     public float ranknum(String adapter) {
-        return dict("ranknum").get(adapter).data().getFloat(0);
+        // toFloatArray reads the value without creating an intermediate NDArray (getFloat(0) would, outside any scope).
+        return dict("ranknum").get(adapter).data().toFloatArray()[0];
     }
 
     @Override
