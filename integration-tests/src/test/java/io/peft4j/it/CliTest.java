@@ -1,5 +1,6 @@
 package io.peft4j.it;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import io.peft4j.cli.Main;
 import io.peft4j.nn.safetensors.SafetensorsFile;
 import org.junit.jupiter.api.Test;
@@ -160,6 +161,36 @@ class CliTest {
         List<String> errLines = bad.err().trim().lines().toList();
         assertThat(errLines.get(errLines.size() - 1)).startsWith("peft train: error: ").contains("batch_size was 2");
         assertThat(bad.err()).doesNotContain("\tat ");
+    }
+
+    /**
+     * {@code peft train} with peft's pruned AdaLoRA config (total_step 5, tinit 1, tfinal 1, target_r 4): the rank
+     * budget runs every step, the saved tensors are cut to 4 ranks per matrix on average, and the adapter loads.
+     */
+    @Test
+    void trainRunsAdaLorasRankBudget(@TempDir Path tmp) throws Exception {
+        Path data = tmp.resolve("data.jsonl");
+        Files.write(data, List.of("{\"input_ids\": [5, 9, 17, 33, 65, 129, 10, 5, 9, 17]}"));
+        Path out = tmp.resolve("adapter");
+        Run r = run("train", "--model", model(), "--config",
+                Reference.adapter("llama-adalora-pruned").resolve("adapter_config.json").toString(), "--data",
+                data.toString(), "--steps", "6", "--lr", "1e-2", "--out", out.toString());
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(r.out()).contains(Reference.manifest("llama-adalora-pruned").get("print_trainable_parameters").asText());
+        long kept = 0;
+        try (SafetensorsFile f = SafetensorsFile.open(out.resolve("adapter_model.safetensors"))) {
+            for (String n : f.names()) {
+                if (n.endsWith(".lora_E")) {
+                    kept += f.info(n).shape()[0];
+                }
+            }
+        }
+        assertThat(kept).isEqualTo(4 * 4);
+        JsonNode saved = Reference.JSON.readTree(out.resolve("adapter_config.json").toFile());
+        assertThat(saved.get("rank_pattern").has("model.layers.0.self_attn.q_proj.lora_E")).isTrue();
+        Run l = run("logits", "--model", model(), "--adapter", out.toString(), "--input",
+                Reference.root().resolve("inputs.json").toString(), "--out", tmp.resolve("x.safetensors").toString());
+        assertThat(l.code()).as(l.err()).isZero();
     }
 
     /** {@code peft train} with prompt-learning configs; the saved adapter loads in {@code peft logits}. */

@@ -31,14 +31,15 @@ import java.util.TreeSet;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-/** LoRA on LLaMA, GPT-2 and BERT against real HF peft 0.13.2 outputs. */
+/** LoRA, DoRA, IA³ and AdaLoRA on LLaMA, GPT-2 and BERT against real HF peft 0.13.2 outputs. */
 class LoraParityTest {
     /** Every LoRA case of the reference set on a model peft4j implements. */
     static List<String> cases() {
         return List.of("llama-lora", "llama-lora-gaussian", "llama-rslora", "llama-lora-all-linear",
                 "llama-lora-patterns", "gpt2-lora", "gpt2-lora-gaussian", "gpt2-rslora",
                 "gpt2-lora-embed-fan-in-fan-out", "bert-lora", "bert-lora-gaussian", "bert-rslora",
-                "llama-dora", "gpt2-dora", "bert-dora", "llama-ia3", "gpt2-ia3", "bert-ia3");
+                "llama-dora", "gpt2-dora", "bert-dora", "llama-ia3", "gpt2-ia3", "bert-ia3",
+                "llama-adalora", "gpt2-adalora", "bert-adalora", "llama-adalora-pruned");
     }
 
     /** The reference base model of a case ({@code gpt2-rslora -> models/gpt2}). */
@@ -95,7 +96,8 @@ class LoraParityTest {
     @MethodSource("cases")
     void savedAdapterHasHfNamesShapesAndConfig(String name, @TempDir Path tmp) throws Exception {
         JsonNode hf = Reference.JSON.readTree(Reference.adapter(name).resolve("adapter_config.json").toFile());
-        PeftConfig built = name.endsWith("-ia3") ? ia3Config(hf) : loraConfig(name, hf);
+        PeftConfig built = name.endsWith("-ia3") ? ia3Config(hf) : name.contains("-adalora") ? adaLoraConfig(hf)
+                : loraConfig(name, hf);
         Path dir = tmp.resolve("out");
         try (PreTrainedModel model = base(name)) {
             model.setNameOrPath("models/" + name.substring(0, name.indexOf('-')));
@@ -124,6 +126,32 @@ class LoraParityTest {
                 .feedforwardModules(texts(hf.get("feedforward_modules")).toArray(String[]::new))
                 .taskType(TaskType.valueOf(hf.get("task_type").asText()))
                 .build();
+    }
+
+    /**
+     * AdaLoRA from the builder with the case's settings; a {@code rank_pattern} (the pruned case) makes the save cut
+     * the masked ranks out of the fresh tensors, so the shapes must come out as HF's.
+     */
+    private static PeftConfig adaLoraConfig(JsonNode hf) {
+        io.peft4j.config.AdaLoraConfig.Builder b = io.peft4j.config.AdaLoraConfig.builder()
+                .initR(hf.get("init_r").asInt())
+                .targetR(hf.get("target_r").asInt())
+                .loraAlpha(hf.get("lora_alpha").numberValue())
+                .targetModules(texts(hf.get("target_modules")))
+                .taskType(TaskType.valueOf(hf.get("task_type").asText()))
+                .tinit(hf.get("tinit").asInt())
+                .tfinal(hf.get("tfinal").asInt())
+                .totalStep(hf.get("total_step").isNull() ? null : hf.get("total_step").asInt());
+        if (!hf.get("rank_pattern").isNull()) {
+            Map<String, List<Boolean>> masks = new java.util.LinkedHashMap<>();
+            hf.get("rank_pattern").fields().forEachRemaining(e -> {
+                List<Boolean> keep = new ArrayList<>();
+                e.getValue().forEach(v -> keep.add(v.asBoolean()));
+                masks.put(e.getKey(), keep);
+            });
+            b.rankPattern(masks);
+        }
+        return b.build();
     }
 
     /** LoRA from the builder with the case's settings (everything else at its default). */

@@ -10,7 +10,8 @@ import java.util.concurrent.Callable;
         + "on a LLaMA preset (hidden 512, 4 layers, 8 heads, intermediate 1376, vocab 8000, batch 4 x 128, float32; "
         + "generation: 1 prompt of 32 tokens, 64 new tokens, KV cache on and off).")
 final class BenchCommand implements Callable<Integer> {
-    @Option(names = "--only", paramLabel = "NAME[,NAME...]", description = "run only these measurements: ${COMPLETION-CANDIDATES}",
+    @Option(names = "--only", paramLabel = "NAME[,NAME...]", description = "run only these measurements (in the usual "
+            + "order; lora-qv-train with dora-qv-train or adalora-qv-train prints their x_lora ratio): ${COMPLETION-CANDIDATES}",
             completionCandidates = Names.class)
     String only;
 

@@ -1,6 +1,7 @@
 package io.peft4j.cli;
 
 import io.peft4j.cli.train.ProgressCallback;
+import io.peft4j.config.AdaLoraConfig;
 import io.peft4j.config.PeftConfig;
 import io.peft4j.hub.HfModels;
 import io.peft4j.hub.HfTokenizer;
@@ -143,6 +144,10 @@ final class TrainCommand implements Callable<Integer> {
                 Long eosId = eosId(base);
                 List<CausalLmExample> rows = Datasets.causalLm(data, tok, maxLength, eosId);
                 List<CausalLmExample> evalRows = evalData == null ? null : Datasets.causalLm(evalData, tok, maxLength, eosId);
+                if (cfg instanceof AdaLoraConfig && json.path("total_step").isNull()) {
+                    // AdaLoRA budgets its ranks over the run; the allocator runs every step (PeftModel's callback).
+                    json.put("total_step", Trainer.totalSteps(args, rows.size()));
+                }
                 PeftModel peft = PeftModel.getPeftModel(base, PeftConfig.fromJsonNode(json, cfg.sourceName()));
                 peft.printTrainableParameters();
                 var m = base.manager();

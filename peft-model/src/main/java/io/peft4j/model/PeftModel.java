@@ -2,6 +2,7 @@ package io.peft4j.model;
 
 import ai.djl.ndarray.NDArray;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.peft4j.config.AdaLoraConfig;
 import io.peft4j.config.LoraConfig;
 import io.peft4j.config.PeftConfig;
 import io.peft4j.config.TaskType;
@@ -19,6 +20,7 @@ import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.layers.Embedding;
 import io.peft4j.tuners.BaseTuner;
 import io.peft4j.tuners.ModulesToSaveWrapper;
+import io.peft4j.tuners.adalora.AdaLoraModel;
 import io.peft4j.tuners.lora.LoraModel;
 import io.peft4j.tuners.prompt.PromptLearning;
 import io.peft4j.tuners.prompt.PromptLearningEncoder;
@@ -57,7 +59,7 @@ import java.util.Map;
  * PeftModel again = PeftModel.fromPretrained(freshModel, dir);
  * }</pre>
  */
-public class PeftModel extends Module implements AutoCloseable {
+public class PeftModel extends Module implements AutoCloseable, io.peft4j.nn.train.TrainerCallback.Provider {
     private static final Logger LOG = LoggerFactory.getLogger(PeftModel.class);
     public static final String DEFAULT_ADAPTER = "default";
 
@@ -118,8 +120,11 @@ public class PeftModel extends Module implements AutoCloseable {
         if (config instanceof io.peft4j.config.IA3Config ia3) {
             return new io.peft4j.tuners.ia3.IA3Model(model, ia3, adapterName);
         }
+        if (config instanceof AdaLoraConfig adalora) {
+            return new AdaLoraModel(model, adalora, adapterName);
+        }
         throw new UnsupportedOperationException("peft_type " + config.peftType() + " is not supported yet by "
-                + "PeftModel (supported: LORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING)");
+                + "PeftModel (supported: LORA, ADALORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING)");
     }
 
     // ---- construction -----------------------------------------------------------------------------
@@ -305,6 +310,10 @@ public class PeftModel extends Module implements AutoCloseable {
      */
     public void addWeightedAdapter(List<String> adapters, List<Double> weights, String adapterName,
                                    String combinationType, Integer svdRank, Double svdClamp) {
+        if (!promptLearning && (Object) tuner() instanceof AdaLoraModel) {
+            throw new UnsupportedOperationException("AdaLoraModel does not support add_weighted_adapter method; "
+                    + "combine LoRA adapters instead");
+        }
         if (promptLearning || !((Object) tuner() instanceof LoraModel lora)) {
             throw new UnsupportedOperationException("add_weighted_adapter needs LoRA adapters");
         }
@@ -368,6 +377,9 @@ public class PeftModel extends Module implements AutoCloseable {
 
     private void loadWeights(Path dir, String adapterName) {
         Path file = AdapterIO.weightsFile(dir);
+        if (!promptLearning) {
+            tuner().prepareToLoad(adapterName);
+        }
         try {
             // Prompt learning has no tuner prefix: every expected tensor must be in the file.
             AdapterIO.loadInto(file, adapterTensors(adapterName), promptLearning ? null : tuner().prefix());
@@ -563,10 +575,10 @@ public class PeftModel extends Module implements AutoCloseable {
             throw new UnsupportedOperationException(m.getClass().getSimpleName() + " takes a single tensor; call "
                     + "forward(NDArray)");
         }
-        if (promptLearning && !promptDisabled) {
-            return PromptForward.forward(this, input);
+        if (promptLearning) {
+            return promptDisabled ? p.forward(input) : PromptForward.forward(this, input);
         }
-        return p.forward(input);
+        return tuner().afterForward(p.forward(input));
     }
 
     /**
@@ -666,6 +678,36 @@ public class PeftModel extends Module implements AutoCloseable {
         return out;
     }
 
+    /**
+     * AdaLoRA's rank budget step (peft's {@code model.base_model.update_and_allocate(global_step)}): call once per
+     * training step after the optimizer update and before the gradients are cleared, e.g.
+     * {@code TrainStep.run(loss, opt, params, () -> peft.updateAndAllocate(step))}.
+     */
+    public void updateAndAllocate(int globalStep) {
+        if (promptLearning || !((Object) tuner() instanceof AdaLoraModel adalora)) {
+            throw new UnsupportedOperationException("updateAndAllocate is AdaLoRA's rank allocation; this model's "
+                    + "adapter is " + configs.get(activeAdapter).peftType());
+        }
+        adalora.updateAndAllocate(globalStep);
+    }
+
+    /**
+     * What a {@link io.peft4j.nn.train.Trainer} must run each step for this model: AdaLoRA's
+     * {@link #updateAndAllocate} after the optimizer update (with peft's 0-based step); nothing for other methods.
+     */
+    @Override
+    public List<io.peft4j.nn.train.TrainerCallback> trainerCallbacks() {
+        if (promptLearning || !((Object) tuner() instanceof AdaLoraModel)) {
+            return List.of();
+        }
+        return List.of(new io.peft4j.nn.train.TrainerCallback() {
+            @Override
+            public void onOptimizerStep(io.peft4j.nn.train.TrainerState s, java.util.Collection<Param> params) {
+                updateAndAllocate((int) s.globalStep() - 1);
+            }
+        });
+    }
+
     private void requireInjectable(String what) {
         if (promptLearning) {
             throw new UnsupportedOperationException(what + " is not supported for prompt-learning methods ("
@@ -763,7 +805,8 @@ public class PeftModel extends Module implements AutoCloseable {
             tensors.put("prompt_embeddings", new Param(prompt, false));
             tensors.putAll(headTensors(name));
         } else {
-            tensors = tuner().adapterStateDict(name, "base_model.");
+            config = tuner().configToSave(name, config);
+            tensors = tuner().tensorsToSave(name, "base_model.", computed);
         }
         return new AdapterIO.Entry(DEFAULT_ADAPTER.equals(name) ? "" : name, config, tensors);
     }

@@ -1,8 +1,14 @@
 package io.peft4j.tuners;
 
+import ai.djl.ndarray.NDArray;
 import io.peft4j.config.PeftConfig;
+import io.peft4j.config.TargetModules;
+import io.peft4j.config.TaskType;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.Param;
+import io.peft4j.nn.layers.Conv1D;
+import io.peft4j.nn.layers.Linear;
+import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -10,8 +16,10 @@ import org.slf4j.LoggerFactory;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.stream.Collectors;
 
 /**
@@ -61,6 +69,31 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
     public Module model() {
         return child("model");
     }
+
+    /**
+     * What the wrapped model's output becomes before the caller sees it; methods that add a term to the loss
+     * (AdaLoRA's orthogonal regulariser) override this.
+     */
+    public ModelOutput afterForward(ModelOutput output) {
+        return output;
+    }
+
+    /** The config written to {@code adapter_config.json} for an adapter (AdaLoRA renames its rank-pattern keys). */
+    public C configToSave(String adapterName, C config) {
+        return config;
+    }
+
+    /**
+     * The tensors written to {@code adapter_model.safetensors}: {@link #adapterStateDict} unless the method saves
+     * something derived (AdaLoRA cuts pruned ranks). Arrays created for it go to {@code computed}, which the caller
+     * closes after writing.
+     */
+    public LinkedHashMap<String, Param> tensorsToSave(String adapterName, String pathPrefix, List<NDArray> computed) {
+        return adapterStateDict(adapterName, pathPrefix);
+    }
+
+    /** Called before a saved adapter's tensors are copied in, e.g. to give layers the saved shapes. */
+    public void prepareToLoad(String adapterName) {}
 
     public Map<String, C> peftConfig() {
         return Collections.unmodifiableMap(configs);
@@ -195,6 +228,53 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
                 .collect(Collectors.toList());
         return "Target modules " + describeTargets(config) + " not found in the base model. Please check the "
                 + "target modules and try again. Module names in this model: " + leafNames;
+    }
+
+    /**
+     * What peft's injection does to a LoRA-family target list: {@code all-linear} becomes the leaf names of every
+     * Linear / Conv1D except the output head, and a list of {@link TargetMatcher#MIN_TARGET_MODULES_FOR_OPTIMIZATION}
+     * or more names is condensed to the shortest suffixes that match the same modules (the short form is what is saved).
+     */
+    protected static TargetModules resolveTargetModules(TargetModules t, Module model, TaskType taskType) {
+        TargetModules out = t.isAllLinear() ? expandAllLinear(model, taskType) : t;
+        if (!out.isRegex() && out.names().size() >= TargetMatcher.MIN_TARGET_MODULES_FOR_OPTIMIZATION) {
+            List<String> others = new ArrayList<>();
+            for (String key : model.namedModules().keySet()) {
+                if (!out.names().contains(key) && out.names().stream().noneMatch(n -> key.endsWith("." + n))) {
+                    others.add(key);
+                }
+            }
+            Set<String> minimal = TargetMatcher.minimalTargetModules(out.names(), others);
+            if (minimal.size() < out.names().size()) {
+                out = TargetModules.of(minimal.toArray(String[]::new));
+            }
+        }
+        return out;
+    }
+
+    /** {@code all-linear}: leaf names of every Linear/Conv1D except the output head. */
+    private static TargetModules expandAllLinear(Module model, TaskType taskType) {
+        Set<String> names = new LinkedHashSet<>();
+        for (Map.Entry<String, Module> e : model.namedModules().entrySet()) {
+            Module m = e.getValue();
+            Module base = m instanceof TunerLayer t ? t.getBaseLayer() : m;
+            if (base instanceof Linear || base instanceof Conv1D) {
+                String key = e.getKey();
+                names.add(key.substring(key.lastIndexOf('.') + 1));
+            }
+        }
+        String head = model instanceof PreTrainedModel p ? p.outputEmbeddingsPath() : null;
+        if (head != null) {
+            names.remove(head);
+        } else if (taskType == TaskType.SEQ_CLS) {
+            for (String h : List.of("score", "classifier")) {
+                if (model.namedModules().containsKey(h)) {
+                    names.remove(h);
+                    break;
+                }
+            }
+        }
+        return TargetModules.of(names.toArray(String[]::new));
     }
 
     /**

@@ -64,6 +64,31 @@ public final class TargetModuleDefaults {
             Map.entry("rwkv", List.of("key", "value", "receptance", "output")),
             Map.entry("rwkv7", List.of("r_proj", "k_proj", "v_proj", "o_proj", "key", "value")));
 
+    /** {@code TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING}: wider than LoRA's for t5, mt5, bart, opt, roberta, deberta-v2. */
+    public static final Map<String, List<String>> ADALORA = Map.ofEntries(
+            Map.entry("t5", List.of("q", "k", "v", "o", "wi", "wo")),
+            Map.entry("mt5", List.of("q", "k", "v", "o", "wi_0", "wi_1", "wo")),
+            Map.entry("bart", List.of("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")),
+            Map.entry("gpt2", List.of("c_attn")),
+            Map.entry("bloom", List.of("query_key_value")),
+            Map.entry("opt", List.of("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")),
+            Map.entry("gptj", List.of("q_proj", "v_proj")),
+            Map.entry("gpt_neox", List.of("query_key_value")),
+            Map.entry("gpt_neo", List.of("q_proj", "v_proj")),
+            Map.entry("llama", List.of("q_proj", "v_proj")),
+            Map.entry("llama4", List.of("q_proj", "v_proj")),
+            Map.entry("bert", List.of("query", "value")),
+            Map.entry("roberta", List.of("query", "key", "value", "dense")),
+            Map.entry("deberta-v2", List.of("query_proj", "key_proj", "value_proj", "dense")),
+            Map.entry("gpt_bigcode", List.of("c_attn")),
+            Map.entry("deberta", List.of("in_proj")),
+            Map.entry("gemma", List.of("q_proj", "v_proj")),
+            Map.entry("gemma2", List.of("q_proj", "v_proj")),
+            Map.entry("gemma3_text", List.of("q_proj", "v_proj")),
+            Map.entry("qwen2", List.of("q_proj", "v_proj")),
+            Map.entry("qwen3", List.of("q_proj", "v_proj")),
+            Map.entry("nemotron_h", List.of("q_proj", "k_proj", "v_proj", "o_proj")));
+
     /** {@code TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING}. */
     public static final Map<String, List<String>> IA3 = Map.ofEntries(
             Map.entry("t5", List.of("k", "v", "wo")),

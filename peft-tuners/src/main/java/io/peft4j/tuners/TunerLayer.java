@@ -26,6 +26,15 @@ public abstract class TunerLayer extends Module {
         registerModule("base_layer", baseLayer);
     }
 
+    /**
+     * {@code {in, out}} of a Linear (weight {@code (out, in)}) or, with {@code fanInFanOut}, of a GPT-2 Conv1D
+     * (weight {@code (in, out)}).
+     */
+    protected static long[] linearFeatures(Module base, boolean fanInFanOut) {
+        long[] s = base.param("weight").shape().getShape();
+        return fanInFanOut ? new long[] {s[0], s[1]} : new long[] {s[1], s[0]};
+    }
+
     /** Names of the children holding trainable per-adapter tensors (ModuleDict or ParameterDict). */
     public abstract List<String> adapterLayerNames();
 
@@ -68,6 +77,20 @@ public abstract class TunerLayer extends Module {
 
     public boolean adaptersDisabled() {
         return adaptersDisabled;
+    }
+
+    /**
+     * Whether the forward pass is just the base layer's: adapters disabled (a merged layer is unmerged first, as
+     * peft does) or merged into the weights. Call before running the base layer.
+     */
+    protected boolean bypassAdapters() {
+        if (adaptersDisabled) {
+            if (merged()) {
+                unmerge();
+            }
+            return true;
+        }
+        return merged();
     }
 
     /** Every adapter name present in any container of this layer. */

@@ -7,7 +7,9 @@ import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.pytorch.jni.JniUtils;
+import io.peft4j.config.AdaLoraConfig;
 import io.peft4j.config.LoraConfig;
+import io.peft4j.config.PeftConfig;
 import io.peft4j.config.TargetModules;
 import io.peft4j.config.TaskType;
 import io.peft4j.model.PeftModel;
@@ -69,6 +71,7 @@ public final class Bench {
     public static final String LORA_MERGED_FORWARD = "lora-merged-forward";
     public static final String DORA_QV_TRAIN = "dora-qv-train";
     public static final String DORA_UNMERGED_FORWARD = "dora-unmerged-forward";
+    public static final String ADALORA_QV_TRAIN = "adalora-qv-train";
     public static final String GENERATE_CACHED = "generate-cached";
     public static final String GENERATE_UNCACHED = "generate-uncached";
 
@@ -85,7 +88,7 @@ public final class Bench {
     private static List<String> names() {
         List<String> out = new ArrayList<>(List.of(BASE_FORWARD, LORA_QV_TRAIN, LORA_ALL_LINEAR_TRAIN,
                 FULL_FT_TRAIN, LORA_UNMERGED_FORWARD, LORA_MERGED_FORWARD, DORA_QV_TRAIN, DORA_UNMERGED_FORWARD,
-                GENERATE_CACHED, GENERATE_UNCACHED));
+                ADALORA_QV_TRAIN, GENERATE_CACHED, GENERATE_UNCACHED));
         for (String prefix : List.of(GPT2, BERT)) {
             ARCH_MEASUREMENTS.forEach(m -> out.add(prefix + m));
         }
@@ -127,7 +130,7 @@ public final class Bench {
     }
 
     private static final List<String> EXTRA_ORDER = List.of("rss_mb", "run_peak_rss_mb", "fwd_ms", "bwd_ms", "opt_ms",
-            "min_ms", "max_ms", "gflop", "floor_ms", "x_floor");
+            "min_ms", "max_ms", "gflop", "floor_ms", "x_floor", "x_lora");
 
     /** Benchmark options; defaults are the reference preset (LLaMA 512 x 4 layers, batch 4 x 128). */
     public static final class Options {
@@ -300,6 +303,11 @@ public final class Bench {
             extra.put("gflop", gflop);
             extra.put("floor_ms", floor);
             extra.put("x_floor", median / floor);
+            // The LoRA variants' cost relative to plain LoRA on the same targets, when both ran in this run.
+            if (name.equals(DORA_QV_TRAIN) || name.equals(ADALORA_QV_TRAIN)) {
+                results.stream().filter(r -> r.name().equals(LORA_QV_TRAIN)).findFirst()
+                        .ifPresent(lora -> extra.put("x_lora", median / lora.medianMs()));
+            }
             double tokensPerS = t.tokens / (median / 1000.0);
             Measurement m = new Measurement(name, median, tokensPerS, processPeak, extra);
             results.add(m);
@@ -316,6 +324,7 @@ public final class Bench {
      */
     static final List<String[]> RATIOS = List.of(
             new String[] {DORA_QV_TRAIN, LORA_QV_TRAIN},
+            new String[] {ADALORA_QV_TRAIN, LORA_QV_TRAIN},
             new String[] {DORA_UNMERGED_FORWARD, LORA_UNMERGED_FORWARD},
             new String[] {LORA_UNMERGED_FORWARD, BASE_FORWARD},
             new String[] {LORA_MERGED_FORWARD, BASE_FORWARD},
@@ -360,6 +369,7 @@ public final class Bench {
             case LORA_MERGED_FORWARD -> forward(opts, Variant.LORA_QV_MERGED, arch);
             case DORA_QV_TRAIN -> train(opts, Variant.DORA_QV, arch);
             case DORA_UNMERGED_FORWARD -> forward(opts, Variant.DORA_QV, arch);
+            case ADALORA_QV_TRAIN -> train(opts, Variant.ADALORA_QV, arch);
             case GENERATE_CACHED -> generate(opts, true);
             case GENERATE_UNCACHED -> generate(opts, false);
             default -> throw new IllegalStateException(fullName);
@@ -386,7 +396,7 @@ public final class Bench {
 
     // ---- measurements -------------------------------------------------------------------------------
 
-    private enum Variant { BASE, LORA_QV, LORA_QV_MERGED, LORA_ALL_LINEAR, FULL, DORA_QV }
+    private enum Variant { BASE, LORA_QV, LORA_QV_MERGED, LORA_ALL_LINEAR, FULL, DORA_QV, ADALORA_QV }
 
     /** Per-step times; {@code tokens} is what one step processes (for {@code tokens_per_s}). */
     private record Timings(double[] total, double[] fwd, double[] bwd, double[] opt, double tokens) {
@@ -454,12 +464,15 @@ public final class Bench {
                     }
                 };
                 long t0 = System.nanoTime();
+                int globalStep = i + opts.warmup;
+                // AdaLoRA's rank budget runs after each update (its time counts in opt_ms).
+                Runnable afterUpdate = v == Variant.ADALORA_QV ? () -> b.peft().updateAndAllocate(globalStep) : null;
                 try {
                     TrainStep.run(() -> {
                         NDArray loss = b.forward(in).loss();
                         marks[0] = System.nanoTime();
                         return loss;
-                    }, opt, timed);
+                    }, opt, timed, afterUpdate);
                 } catch (ArithmeticException e) {
                     throw new ArithmeticException(e.getMessage() + " (iteration " + (i + opts.warmup + 1) + " of "
                             + (opts.warmup + opts.steps) + ")");
@@ -530,9 +543,10 @@ public final class Bench {
                 break;
         }
         // LLaMA's lora-qv names its targets; GPT-2 and BERT use peft's defaults (c_attn; query, value).
-        PeftModel peft = PeftModel.getPeftModel(model, v == Variant.LORA_ALL_LINEAR
-                ? lora.targetModules(TargetModules.allLinear()).build()
-                : arch == Arch.LLAMA ? lora.targetModules("q_proj", "v_proj").build() : lora.build());
+        PeftConfig config = v == Variant.LORA_ALL_LINEAR ? lora.targetModules(TargetModules.allLinear()).build()
+                : v == Variant.ADALORA_QV ? adaLora(opts)
+                : arch == Arch.LLAMA ? lora.targetModules("q_proj", "v_proj").build() : lora.build();
+        PeftModel peft = PeftModel.getPeftModel(model, config);
         // Zero-initialised B would make the adapter a no-op (and merging trivially exact): randomise it.
         for (Map.Entry<String, Param> e : peft.namedParameters().entrySet()) {
             if (e.getKey().contains("lora_B")) {
@@ -541,6 +555,16 @@ public final class Bench {
             }
         }
         return new Built(model, peft, peft.trainableParameters());
+    }
+
+    /**
+     * AdaLoRA on q,v starting at LoRA's rank 16 (target 8), with the orthogonal penalty and a budget that shrinks
+     * from the first step and masks every step over the run, the most work the allocator does per step.
+     */
+    private static AdaLoraConfig adaLora(Options opts) {
+        return AdaLoraConfig.builder().initR(16).targetR(8).loraAlpha(32).targetModules("q_proj", "v_proj")
+                .tinit(0).tfinal(0).deltaT(1).totalStep(opts.warmup + opts.steps + 1).taskType(TaskType.CAUSAL_LM)
+                .build();
     }
 
     private static NDArray tokens(NDManager nd, Options opts) {
@@ -616,7 +640,7 @@ public final class Bench {
         double linear = 2 * n * perToken;
         double attn = opts.layers * 2 * (2.0 * opts.batch * opts.heads * opts.seq * opts.seq * headDim);
         double flop = switch (name) {
-            case LORA_QV_TRAIN, LORA_ALL_LINEAR_TRAIN, DORA_QV_TRAIN -> 2 * linear + 3 * attn;
+            case LORA_QV_TRAIN, LORA_ALL_LINEAR_TRAIN, DORA_QV_TRAIN, ADALORA_QV_TRAIN -> 2 * linear + 3 * attn;
             case FULL_FT_TRAIN -> 3 * linear + 3 * attn;
             default -> linear + attn;
         };

@@ -36,10 +36,11 @@ class BenchTest {
         List<String> lines = run(tiny(), ms);
         List<String> results = lines.stream().filter(l -> !l.startsWith("#")).toList();
         assertThat(lines).allMatch(l -> l.startsWith("#") || LINE.matcher(l).matches());
-        assertThat(results).hasSize(22).allMatch(l -> LINE.matcher(l).matches());
+        assertThat(results).hasSize(23).allMatch(l -> LINE.matcher(l).matches());
         assertThat(results.stream().map(l -> l.substring(0, l.indexOf(' '))).toList())
                 .containsExactly("base-forward", "lora-qv-train", "lora-all-linear-train", "full-ft-train",
                         "lora-unmerged-forward", "lora-merged-forward", "dora-qv-train", "dora-unmerged-forward",
+                        "adalora-qv-train",
                         "generate-cached", "generate-uncached",
                         "gpt2-base-forward", "gpt2-lora-train", "gpt2-lora-all-linear-train", "gpt2-full-ft-train",
                         "gpt2-lora-unmerged-forward", "gpt2-lora-merged-forward",
@@ -56,6 +57,15 @@ class BenchTest {
         }
         // Train steps report their forward / backward / optimizer split.
         assertThat(results.get(1)).contains(" fwd_ms=").contains(" bwd_ms=").contains(" opt_ms=");
+        // DoRA and AdaLoRA print their cost relative to lora-qv-train of the same run.
+        Bench.Measurement lora = ms.get(1);
+        for (int i : new int[] {6, 8}) {
+            Bench.Measurement variant = ms.get(i);
+            assertThat(variant.extra().get("x_lora")).as(variant.name())
+                    .isCloseTo(variant.medianMs() / lora.medianMs(), org.assertj.core.data.Offset.offset(1e-9));
+            assertThat(results.get(i)).contains(" x_lora=");
+        }
+        assertThat(results.get(1)).doesNotContain("x_lora");
     }
 
     @Test
@@ -80,6 +90,17 @@ class BenchTest {
         assertThat(Double.parseDouble(ratio.substring(ratio.lastIndexOf(' ') + 1)))
                 .isCloseTo(expected, org.assertj.core.data.Offset.offset(0.0051));
         assertThat(lines).noneMatch(l -> l.startsWith("# ratio full-ft-train"));
+    }
+
+    @Test
+    void onlyTakesSeveralNamesAndTheVariantPrintsItsRatioToLora() {
+        List<Bench.Measurement> ms = new java.util.ArrayList<>();
+        List<String> results = run(tiny().only("adalora-qv-train,lora-qv-train"), ms).stream()
+                .filter(l -> !l.startsWith("#")).toList();
+        assertThat(ms).extracting(Bench.Measurement::name).containsExactly("lora-qv-train", "adalora-qv-train");
+        assertThat(results.get(1)).contains(" x_lora=");
+        assertThat(ms.get(1).extra().get("x_lora")).isCloseTo(ms.get(1).medianMs() / ms.get(0).medianMs(),
+                org.assertj.core.data.Offset.offset(1e-9));
     }
 
     @Test

@@ -95,6 +95,23 @@ public final class AdamW {
         }
     }
 
+    /**
+     * As {@link #step(Collection)}, running {@code afterUpdate} after the update and before gradients are zeroed:
+     * the point where torch code reads {@code p.grad} of the updated weights (peft's AdaLoRA
+     * {@code update_and_allocate}).
+     */
+    public float step(Collection<Param> params, Runnable afterUpdate) {
+        try {
+            float norm = update(params);
+            if (afterUpdate != null) {
+                afterUpdate.run();
+            }
+            return norm;
+        } finally {
+            zeroGrad(params);
+        }
+    }
+
     /** Same as {@link #step} but leaves the gradients in place; call {@link #zeroGrad} when done with them. */
     public float update(Collection<Param> params) {
         List<Param> live = new ArrayList<>();

@@ -24,6 +24,14 @@ public final class TrainStep {
      * @param params the parameters to update (frozen ones are skipped)
      */
     public static Result run(Supplier<NDArray> loss, AdamW optimizer, Collection<Param> params) {
+        return run(loss, optimizer, params, null);
+    }
+
+    /**
+     * @param afterUpdate runs after the optimizer update while the gradients are still there (null: nothing), e.g.
+     *                    {@code () -> peft.updateAndAllocate(step)} for AdaLoRA
+     */
+    public static Result run(Supplier<NDArray> loss, AdamW optimizer, Collection<Param> params, Runnable afterUpdate) {
         float value;
         try (NDScope scope = new NDScope()) {
             scope.suppressNotUsedWarning();
@@ -36,7 +44,7 @@ public final class TrainStep {
                 gc.backward(l);
             }
         }
-        float norm = optimizer.step(params);
+        float norm = optimizer.step(params, afterUpdate);
         return new Result(value, norm);
     }
 }

@@ -184,7 +184,16 @@ public final class Trainer<E> {
 
     /** Optimizer steps of the whole run. */
     public long totalSteps() {
-        return args.maxSteps() > 0 ? args.maxSteps() : args.numEpochs() * stepsPerEpoch();
+        return totalSteps(args, trainRows.size());
+    }
+
+    /** Optimizer steps of a run of {@code args} over {@code rows} training rows (before building a trainer). */
+    public static long totalSteps(TrainingArguments args, int rows) {
+        if (args.maxSteps() > 0) {
+            return args.maxSteps();
+        }
+        long batches = (rows + args.batchSize() - 1) / args.batchSize();
+        return args.numEpochs() * ((batches + args.gradientAccumulationSteps() - 1) / args.gradientAccumulationSteps());
     }
 
     /** Trains from the start. */

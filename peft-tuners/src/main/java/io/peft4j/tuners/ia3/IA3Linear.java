@@ -30,11 +30,11 @@ public final class IA3Linear extends TunerLayer {
 
     public IA3Linear(Module baseLayer, boolean feedforward, boolean fanInFanOut) {
         super(baseLayer);
-        Shape s = baseLayer.param("weight").shape();
+        long[] features = linearFeatures(baseLayer, fanInFanOut);
         this.feedforward = feedforward;
         this.fanInFanOut = fanInFanOut;
-        this.inFeatures = fanInFanOut ? s.get(0) : s.get(1);
-        this.outFeatures = fanInFanOut ? s.get(1) : s.get(0);
+        this.inFeatures = features[0];
+        this.outFeatures = features[1];
         registerModule("ia3_l", new ParameterDict());
     }
 
@@ -81,13 +81,7 @@ public final class IA3Linear extends TunerLayer {
 
     @Override
     public NDArray forward(NDArray x) {
-        if (adaptersDisabled()) {
-            if (merged()) {
-                unmerge();
-            }
-            return baseLayer().forward(x);
-        }
-        if (merged()) {
+        if (bypassAdapters()) {
             return baseLayer().forward(x);
         }
         NDArray s = scaling();

@@ -99,14 +99,9 @@ public final class LoraEmbedding extends LoraLayer {
 
     @Override
     public NDArray forward(NDArray ids) {
-        if (adaptersDisabled()) {
-            if (merged()) {
-                unmerge();
-            }
-            return baseLayer().forward(ids);
-        }
+        boolean bypass = bypassAdapters();
         NDArray result = baseLayer().forward(ids);
-        if (merged()) {
+        if (bypass) {
             return result;
         }
         List<String> rows = io.peft4j.tuners.MixedBatch.current();

@@ -38,11 +38,10 @@ public final class LoraLinear extends LoraLayer {
      */
     public LoraLinear(Module baseLayer, boolean fanInFanOut) {
         super(baseLayer);
-        Param w = baseLayer.param("weight");
-        Shape s = w.shape();
+        long[] features = linearFeatures(baseLayer, fanInFanOut);
         this.fanInFanOut = fanInFanOut;
-        this.inFeatures = fanInFanOut ? s.get(0) : s.get(1);
-        this.outFeatures = fanInFanOut ? s.get(1) : s.get(0);
+        this.inFeatures = features[0];
+        this.outFeatures = features[1];
         registerModule("lora_dropout", new ModuleDict());
         registerModule("lora_A", new ModuleDict());
         registerModule("lora_B", new ModuleDict());
@@ -158,14 +157,9 @@ public final class LoraLinear extends LoraLayer {
 
     @Override
     public NDArray forward(NDArray x) {
-        if (adaptersDisabled()) {
-            if (merged()) {
-                unmerge();
-            }
-            return baseLayer().forward(x);
-        }
+        boolean bypass = bypassAdapters();
         NDArray result = baseLayer().forward(x);
-        if (merged()) {
+        if (bypass) {
             return result;
         }
         ModuleDict as = dict("lora_A");

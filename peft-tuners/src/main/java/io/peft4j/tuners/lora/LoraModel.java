@@ -2,15 +2,9 @@ package io.peft4j.tuners.lora;
 
 import io.peft4j.config.LoraConfig;
 import io.peft4j.config.TargetModules;
-import io.peft4j.config.TaskType;
 import io.peft4j.nn.Module;
-import io.peft4j.nn.layers.Conv1D;
-import io.peft4j.nn.layers.Linear;
-import io.peft4j.nn.model.PreTrainedModel;
-import io.peft4j.tuners.BaseTuner;
 import io.peft4j.tuners.TargetMatcher;
 import io.peft4j.tuners.TargetModuleDefaults;
-import io.peft4j.tuners.TunerLayer;
 
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
@@ -19,7 +13,7 @@ import java.util.Map;
 import java.util.Set;
 
 /** The LoRA injector: wraps every targeted Linear / Conv1D in a {@link LoraLinear}, an Embedding in a {@link LoraEmbedding}. */
-public final class LoraModel extends BaseTuner<LoraConfig> {
+public final class LoraModel extends AbstractLoraModel<LoraConfig> {
 
     public LoraModel(Module model, LoraConfig config, String adapterName) {
         super(model);
@@ -27,90 +21,13 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
     }
 
     @Override
-    public String prefix() {
-        return "lora_";
+    protected Map<String, List<String>> defaultTargetModules() {
+        return TargetModuleDefaults.LORA;
     }
 
     @Override
-    protected LoraConfig prepareAdapterConfig(LoraConfig config, Module model) {
-        LoraConfig c = config;
-        if (c.targetModules() == null) {
-            c = c.toBuilder().targetModules(TargetModuleDefaults.lookup(TargetModuleDefaults.LORA, model,
-                    "target_modules", "targets")).build();
-        }
-        if (c.targetModules().isAllLinear()) {
-            c = c.toBuilder().targetModules(expandAllLinear(model, c)).build();
-        }
-        TargetModules t = c.targetModules();
-        if (!t.isRegex() && t.names().size() >= TargetMatcher.MIN_TARGET_MODULES_FOR_OPTIMIZATION) {
-            // As peft: long lists (e.g. every full module path) are condensed, and the short form is what is saved.
-            List<String> others = new ArrayList<>();
-            for (String key : model.namedModules().keySet()) {
-                if (!t.names().contains(key) && t.names().stream().noneMatch(n -> key.endsWith("." + n))) {
-                    others.add(key);
-                }
-            }
-            Set<String> minimal = TargetMatcher.minimalTargetModules(t.names(), others);
-            if (minimal.size() < t.names().size()) {
-                c = c.toBuilder().targetModules(TargetModules.of(minimal.toArray(String[]::new))).build();
-            }
-        }
-        return c;
-    }
-
-    /** {@code all-linear}: leaf names of every Linear/Conv1D except the output head. */
-    private static TargetModules expandAllLinear(Module model, LoraConfig config) {
-        Set<String> names = new LinkedHashSet<>();
-        for (Map.Entry<String, Module> e : model.namedModules().entrySet()) {
-            Module m = e.getValue();
-            Module base = m instanceof TunerLayer t ? t.getBaseLayer() : m;
-            if (base instanceof Linear || base instanceof Conv1D) {
-                String key = e.getKey();
-                names.add(key.substring(key.lastIndexOf('.') + 1));
-            }
-        }
-        String head = model instanceof PreTrainedModel p ? p.outputEmbeddingsPath() : null;
-        if (head != null) {
-            names.remove(head);
-        } else if (config.taskType() == TaskType.SEQ_CLS) {
-            for (String h : List.of("score", "classifier")) {
-                if (model.namedModules().containsKey(h)) {
-                    names.remove(h);
-                    break;
-                }
-            }
-        }
-        return TargetModules.of(names.toArray(String[]::new));
-    }
-
-    @Override
-    protected TargetMatcher.Match matchTarget(LoraConfig c, String key) {
-        return TargetMatcher.check(c.targetModules(), c.excludeModules(), c.modulesToSave(),
-                c.layersToTransform(), c.layersPattern(), key);
-    }
-
-    @Override
-    protected void checkNewAdapterConfig(LoraConfig config) {
-        long withBias = peftConfig().values().stream().filter(c -> c.bias() != LoraConfig.Bias.NONE).count();
-        if (withBias + (config.bias() != LoraConfig.Bias.NONE ? 1 : 0) > 1) {
-            throw new IllegalArgumentException("LoraModel supports only 1 adapter with bias. When using multiple "
-                    + "adapters, set bias to 'none' for all adapters.");
-        }
-    }
-
-    @Override
-    protected List<String> modulesToSave(LoraConfig config) {
-        return config.modulesToSave();
-    }
-
-    @Override
-    protected String biasMode(LoraConfig config) {
-        return config.bias().value();
-    }
-
-    @Override
-    protected TargetModules targetModules(LoraConfig config) {
-        return config.targetModules();
+    protected LoraConfig withTargetModules(LoraConfig config, TargetModules targets) {
+        return config.toBuilder().targetModules(targets).build();
     }
 
     @Override
