@@ -703,24 +703,46 @@ public class PeftModel extends Module implements AutoCloseable {
 
     /** Saves every adapter in the HF layout ({@code default} at the top, others in sub-directories). */
     public void saveAdapter(Path dir) {
-        saveAdapter(dir, null);
+        saveAdapter(dir, SaveOptions.DEFAULT);
     }
 
     /** Same as {@link #saveAdapter(Path)}, HF's name. */
     public void savePretrained(Path dir) {
-        saveAdapter(dir, null);
+        saveAdapter(dir, SaveOptions.DEFAULT);
+    }
+
+    /** Same as {@link #saveAdapter(Path, SaveOptions)}, HF's name. */
+    public void savePretrained(Path dir, SaveOptions options) {
+        saveAdapter(dir, options);
     }
 
     /**
      * Saves the selected adapters (all when null) atomically: a failure leaves an earlier save intact.
      */
     public void saveAdapter(Path dir, List<String> selectedAdapters) {
-        List<String> names = selectedAdapters == null ? new ArrayList<>(configs.keySet()) : selectedAdapters;
+        saveAdapter(dir, SaveOptions.builder().selectedAdapters(selectedAdapters).build());
+    }
+
+    /**
+     * Saves as peft's {@code save_pretrained} with these options, atomically: a failure (including a refused
+     * conversion) leaves an earlier save intact. With
+     * {@link SaveOptions.Builder#pathInitialModelForWeightConversion} each adapter is written as a plain LoRA
+     * adapter for the original base weights (see {@link SaveOptions}).
+     */
+    public void saveAdapter(Path dir, SaveOptions options) {
+        List<String> names = options.selectedAdapters() == null ? new ArrayList<>(configs.keySet())
+                : options.selectedAdapters();
+        Path initial = options.pathInitialModelForWeightConversion();
+        if (initial != null) {
+            requireInjectable("path_initial_model_for_weight_conversion");
+        }
         List<AdapterIO.Entry> entries = new ArrayList<>();
         List<NDArray> computed = new ArrayList<>();
-        try {
+        try (ai.djl.ndarray.NDManager scratch = io.peft4j.nn.Torch.newManager()) {
             for (String name : names) {
-                entries.add(saveEntry(name, computed));
+                AdapterIO.Entry entry = saveEntry(name, computed);
+                entries.add(initial == null ? entry
+                        : WeightConversion.convert(entry.subdir(), entry.config(), entry.tensors(), initial, scratch));
             }
             AdapterIO.writeAtomically(dir, entries);
         } catch (IOException e) {
