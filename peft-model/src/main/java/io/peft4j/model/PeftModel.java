@@ -19,6 +19,7 @@ import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.layers.Embedding;
 import io.peft4j.tuners.BaseTuner;
 import io.peft4j.tuners.ModulesToSaveWrapper;
+import io.peft4j.tuners.lora.LoraGA;
 import io.peft4j.tuners.lora.LoraModel;
 import io.peft4j.tuners.prompt.PromptLearning;
 import io.peft4j.tuners.prompt.PromptLearningEncoder;
@@ -147,7 +148,15 @@ public class PeftModel extends Module implements AutoCloseable {
             }
             c = withField(c, "base_model_name_or_path", p.nameOrPath());
         }
+        requireLoraGaEstimates(model, c);
         return create(model, c, adapterName, tokenizer);
+    }
+
+    /** A new {@code lora_ga} adapter needs {@link LoraGA#preprocess} first; loading a saved one does not. */
+    private static void requireLoraGaEstimates(Module model, PeftConfig config) {
+        if (config instanceof LoraConfig lora && "lora_ga".equals(lora.initLoraWeights().name())) {
+            LoraGA.requirePreprocessed(model, lora);
+        }
     }
 
     /** The task type picks the subclass; classification tasks first get peft's automatic modules_to_save. */
@@ -269,8 +278,15 @@ public class PeftModel extends Module implements AutoCloseable {
     }
 
     /** Adds an inactive adapter; {@link #setAdapter} activates it. */
-    @SuppressWarnings("unchecked")
     public void addAdapter(String adapterName, PeftConfig config) {
+        if (!promptLearning) {
+            requireLoraGaEstimates(tuner().model(), config);
+        }
+        addAdapterUnchecked(adapterName, config);
+    }
+
+    @SuppressWarnings("unchecked")
+    private void addAdapterUnchecked(String adapterName, PeftConfig config) {
         if (config.peftType() != configs.get(activeAdapter).peftType()) {
             throw new IllegalArgumentException("Cannot combine adapters with different peft types. Found "
                     + configs.get(activeAdapter).peftType() + " and " + config.peftType() + ".");
@@ -347,7 +363,7 @@ public class PeftModel extends Module implements AutoCloseable {
         PeftConfig read = PeftConfig.fromPretrained(dir);
         checkTrainablePrompt(read, isTrainable);
         PeftConfig config = withField(read, "inference_mode", !isTrainable);
-        addAdapter(adapterName, config);
+        addAdapterUnchecked(adapterName, config);
         loadWeights(dir, adapterName);
     }
 

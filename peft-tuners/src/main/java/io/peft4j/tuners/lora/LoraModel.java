@@ -37,6 +37,11 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
 
     @Override
     protected LoraConfig prepareAdapterConfig(LoraConfig config, Module model) {
+        return prepare(config, model);
+    }
+
+    /** Target defaults by model type, {@code all-linear} expanded and long lists condensed, as peft stores them. */
+    static LoraConfig prepare(LoraConfig config, Module model) {
         LoraConfig c = config;
         if (c.targetModules() == null) {
             c = c.toBuilder().targetModules(TargetModuleDefaults.lookup(TargetModuleDefaults.LORA, model,
@@ -89,8 +94,36 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
 
     @Override
     protected TargetMatcher.Match matchTarget(LoraConfig c, String key) {
+        return match(c, key);
+    }
+
+    private static TargetMatcher.Match match(LoraConfig c, String key) {
         return TargetMatcher.check(c.targetModules(), c.excludeModules(), c.modulesToSave(),
                 c.layersToTransform(), c.layersPattern(), key);
+    }
+
+    /**
+     * The Linear / Conv1D modules {@code config} targets in {@code model} by path (for a module LoRA already wraps:
+     * its base layer), before any injection; {@code config} must be {@link #prepare}d.
+     */
+    static LinkedHashMap<String, Module> linearTargets(Module model, LoraConfig config) {
+        LinkedHashMap<String, Module> out = new LinkedHashMap<>();
+        List<String> inside = new ArrayList<>();
+        for (Map.Entry<String, Module> e : model.namedModules().entrySet()) {
+            String key = e.getKey();
+            if (key.isEmpty() || inside.stream().anyMatch(key::startsWith)) {
+                continue;
+            }
+            Module m = e.getValue();
+            if (m instanceof TunerLayer || m instanceof io.peft4j.tuners.ModulesToSaveWrapper) {
+                inside.add(key + ".");
+            }
+            Module base = m instanceof LoraLinear l ? l.baseLayer() : m;
+            if (LoraLinear.supports(base) && match(config, key) == TargetMatcher.Match.MATCHED) {
+                out.put(key, base);
+            }
+        }
+        return out;
     }
 
     @Override
@@ -152,6 +185,10 @@ public final class LoraModel extends BaseTuner<LoraConfig> {
         }
         layer.updateLayer(adapterName, r, alpha.doubleValue(), c.loraDropout(), c.initLoraWeights(),
                 c.useRslora(), c.loraBias(), c.useDora());
+        if ("lora_ga".equals(c.initLoraWeights().name())) {
+            // DoRA's magnitude, taken from the default init above, is unchanged: W − s·B·A + s·B·A = W.
+            LoraGA.initialize(layer, adapterName, c, currentKey);
+        }
     }
 
     /**
