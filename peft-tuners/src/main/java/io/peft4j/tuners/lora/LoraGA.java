@@ -118,24 +118,28 @@ public final class LoraGA {
         boolean training = model.isTraining();
         model.requiresGrad(false);
         model.train(true); // as peft
+        List<Param> pending = new ArrayList<>();
         try {
             List<String> keys = new ArrayList<>(targets.keySet());
             for (int from = 0; from < keys.size(); from += layersPerPass) {
                 List<String> group = keys.subList(from, Math.min(keys.size(), from + layersPerPass));
                 for (String key : group) {
-                    dropGradient(weight(targets.get(key)));
-                    weight(targets.get(key)).requiresGrad(true);
+                    Param w = weight(targets.get(key));
+                    dropGradient(w); // a stale gradient would be summed in
+                    w.requiresGrad(true);
+                    pending.add(w);
                 }
                 accumulate(numBatches, batchLoss, group);
                 for (String key : group) {
                     Module base = targets.get(key);
                     int r = TargetMatcher.patternValue(prepared.rankPattern(), key, prepared.r());
                     ESTIMATES.put(base, estimate(key, base, numBatches, r));
-                    dropGradient(weight(base));
                 }
+                pending.forEach(LoraGA::dropGradient);
+                pending.clear();
             }
         } finally {
-            targets.values().forEach(m -> dropGradient(weight(m))); // after a failure too
+            pending.forEach(LoraGA::dropGradient);
             flags.forEach(Param::requiresGrad);
             model.train(training);
         }
@@ -180,6 +184,11 @@ public final class LoraGA {
         if (!any) {
             throw new IllegalStateException("LoRA-GA: " + key + ".weight received no gradient from the loss");
         }
+        for (float v : outIn) {
+            if (!Float.isFinite(v)) {
+                throw new IllegalStateException("LoRA-GA: the gradient of " + key + ".weight is not finite");
+            }
+        }
         LoraInit.Svd svd = LoraInit.svd(outIn, out, in, true, "LoRA-GA: SVD of the gradient of " + key);
         int k = Math.min(2 * r, svd.s().length);
         float[] u = new float[out * k];
@@ -195,10 +204,15 @@ public final class LoraGA {
         return new Estimate(u, vt, k);
     }
 
-    /** Frees the gradient buffer libtorch keeps on a weight (a detached array takes its place, no copy). */
+    /**
+     * Frees the gradient buffer libtorch keeps on a weight: a copy takes the weight's place. (A detached view
+     * would share storage that DJL may own through the old array, which is freed when that array closes.)
+     */
     private static void dropGradient(Param w) {
         w.requiresGrad(false);
-        w.setData(w.data().stopGradient());
+        try (NoGrad ng = NoGrad.enter()) {
+            w.setData(w.data().duplicate());
+        }
     }
 
     private static Param weight(Module base) {
