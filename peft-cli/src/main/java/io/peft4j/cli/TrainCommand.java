@@ -5,16 +5,19 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
+import io.peft4j.config.LoraConfig;
 import io.peft4j.config.PeftConfig;
 import io.peft4j.hub.HfModels;
 import io.peft4j.hub.HfTokenizer;
 import io.peft4j.model.LoraPlus;
 import io.peft4j.model.PeftModel;
+import io.peft4j.model.SaveOptions;
 import io.peft4j.nn.Torch;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.PreTrainedModel;
 import io.peft4j.nn.train.AdamW;
 import io.peft4j.nn.train.TrainStep;
+import io.peft4j.tuners.lora.LoraGA;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -60,6 +63,11 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "global gradient clipping; 0 = off")
     float maxGradNorm;
 
+    @Option(names = "--lora-ga-batches", defaultValue = "8", paramLabel = "N",
+            description = "with init_lora_weights \"lora_ga\": the first N batches estimate the gradients that "
+                    + "initialise the adapter (default ${DEFAULT-VALUE})")
+    int loraGaBatches;
+
     @Option(names = "--loraplus-lr-ratio", paramLabel = "R",
             description = "LoRA+: train lora_B (and 1-D parameters) with learning rate R x --lr (peft suggests 16)")
     Float loraplusLrRatio;
@@ -79,32 +87,68 @@ final class TrainCommand implements Callable<Integer> {
         PeftConfig cfg = PeftConfig.fromPretrained(config);
         var json = cfg.toJsonNode();
         json.put("inference_mode", false);
+        PeftConfig trainConfig = PeftConfig.fromJsonNode(json, cfg.sourceName());
+        boolean loraGa = trainConfig instanceof LoraConfig lc && "lora_ga".equals(lc.initLoraWeights().name());
+        if (loraGa && loraGaBatches <= 0) {
+            throw new IllegalArgumentException("--lora-ga-batches must be > 0, got " + loraGaBatches);
+        }
+        Path initialDir = null;
         try (PreTrainedModel base = HfModels.fromPretrained(model)) {
-            PeftModel peft = PeftModel.getPeftModel(base, PeftConfig.fromJsonNode(json, cfg.sourceName()));
+            long pad = base.config().getInt("pad_token_id", 0);
+            NDManager m = base.manager();
+            if (loraGa) {
+                List<ModelInput> batches = new ArrayList<>();
+                for (int i = 0; i < loraGaBatches; i++) {
+                    batches.add(batchInput(m, batchAt(examples, i), pad));
+                }
+                System.out.printf(Locale.ROOT, "LoRA-GA: estimating gradients on %d batches, one target layer per "
+                        + "pass%n", loraGaBatches);
+                LoraGA.preprocess(base, (LoraConfig) trainConfig, batches);
+            }
+            PeftModel peft = PeftModel.getPeftModel(base, trainConfig);
+            if (loraGa) {
+                // LoRA-GA changed the base weights: keep the initial adapter to save a plain LoRA one at the end.
+                initialDir = Files.createTempDirectory("peft-lora-ga-init");
+                peft.saveAdapter(initialDir);
+            }
             peft.printTrainableParameters();
             peft.train(true);
-            long pad = base.config().getInt("pad_token_id", 0);
             AdamW opt = loraplusLrRatio == null
                     ? AdamW.builder().lr(lr).maxGradNorm(maxGradNorm).build()
                     : LoraPlus.optimizer(peft, lr, loraplusLrRatio, 0f, maxGradNorm);
             var params = peft.trainableParameters();
-            NDManager m = base.manager();
             long started = System.nanoTime();
             for (int step = 0; step < steps; step++) {
-                List<long[]> batch = new ArrayList<>();
-                for (int i = 0; i < batchSize; i++) {
-                    batch.add(examples.get((step * batchSize + i) % examples.size()));
-                }
+                List<long[]> batch = batchAt(examples, step);
                 TrainStep.Result r = TrainStep.run(() -> peft.forward(batchInput(m, batch, pad)).loss(), opt, params);
                 System.out.printf(Locale.ROOT, "step %d/%d loss=%.4f grad_norm=%.4f%n", step + 1, steps, r.loss(),
                         r.gradNorm());
             }
             peft.eval();
-            peft.saveAdapter(out);
-            System.out.printf(Locale.ROOT, "trained %d steps in %.1f s; adapter saved to %s%n", steps,
-                    (System.nanoTime() - started) / 1e9, out);
+            peft.saveAdapter(out, initialDir == null ? SaveOptions.DEFAULT
+                    : SaveOptions.builder().pathInitialModelForWeightConversion(initialDir).build());
+            System.out.printf(Locale.ROOT, "trained %d steps in %.1f s; adapter saved to %s%s%n", steps,
+                    (System.nanoTime() - started) / 1e9, out,
+                    loraGa ? " (converted to plain LoRA of twice the rank, for the original base model)" : "");
+        } finally {
+            if (initialDir != null) {
+                try (var files = Files.list(initialDir)) {
+                    for (Path f : files.toList()) {
+                        Files.delete(f);
+                    }
+                }
+                Files.delete(initialDir);
+            }
         }
         return 0;
+    }
+
+    private List<long[]> batchAt(List<long[]> examples, int step) {
+        List<long[]> batch = new ArrayList<>();
+        for (int i = 0; i < batchSize; i++) {
+            batch.add(examples.get((step * batchSize + i) % examples.size()));
+        }
+        return batch;
     }
 
     /** Right-padded ids, a mask, and labels with -100 on padding. */
