@@ -93,12 +93,7 @@ class CliTest {
 
     @Test
     void trainLowersTheLossAndSavesAnAdapterThatLoads(@TempDir Path tmp) throws Exception {
-        Path data = tmp.resolve("data.jsonl");
-        List<String> lines = new ArrayList<>();
-        for (int i = 0; i < 8; i++) {
-            lines.add("{\"input_ids\": [5, 9, 17, 33, 65, 129, " + (10 + i) + ", 5, 9, 17]}");
-        }
-        Files.write(data, lines);
+        Path data = trainingData(tmp);
         Path out = tmp.resolve("adapter");
         Run r = run("train", "--model", model(), "--config",
                 Reference.adapter("llama-lora").resolve("adapter_config.json").toString(), "--data", data.toString(),
@@ -124,12 +119,7 @@ class CliTest {
      */
     @Test
     void trainWithLoraGaStartsFromTheBaseFunctionAndSavesPlainLora(@TempDir Path tmp) throws Exception {
-        Path data = tmp.resolve("data.jsonl");
-        List<String> lines = new ArrayList<>();
-        for (int i = 0; i < 8; i++) {
-            lines.add("{\"input_ids\": [5, 9, 17, 33, 65, 129, " + (10 + i) + ", 5, 9, 17]}");
-        }
-        Files.write(data, lines);
+        Path data = trainingData(tmp);
         Path plainConfig = Reference.adapter("llama-lora").resolve("adapter_config.json");
         com.fasterxml.jackson.databind.node.ObjectNode cfg =
                 (com.fasterxml.jackson.databind.node.ObjectNode) Reference.JSON.readTree(plainConfig.toFile());
@@ -157,6 +147,17 @@ class CliTest {
         assertThat(l.code()).as(l.err()).isZero();
     }
 
+    /** Eight short sequences of ids as {@code peft train} reads them. */
+    private static Path trainingData(Path tmp) throws java.io.IOException {
+        Path data = tmp.resolve("data.jsonl");
+        List<String> lines = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            lines.add("{\"input_ids\": [5, 9, 17, 33, 65, 129, " + (10 + i) + ", 5, 9, 17]}");
+        }
+        Files.write(data, lines);
+        return data;
+    }
+
     private static double firstLoss(String out) {
         Matcher m = Pattern.compile("step 1/\\d+ loss=([0-9.]+)").matcher(out);
         assertThat(m.find()).as(out).isTrue();
@@ -167,12 +168,7 @@ class CliTest {
     @org.junit.jupiter.params.ParameterizedTest
     @org.junit.jupiter.params.provider.ValueSource(strings = {"llama-prompt", "llama-ptuning", "llama-prefix-proj"})
     void trainWorksWithPromptLearningConfigs(String name, @TempDir Path tmp) throws Exception {
-        Path data = tmp.resolve("data.jsonl");
-        List<String> lines = new ArrayList<>();
-        for (int i = 0; i < 8; i++) {
-            lines.add("{\"input_ids\": [5, 9, 17, 33, 65, 129, " + (10 + i) + ", 5, 9, 17]}");
-        }
-        Files.write(data, lines);
+        Path data = trainingData(tmp);
         Path out = tmp.resolve("adapter");
         Run r = run("train", "--model", model(), "--config",
                 Reference.adapter(name).resolve("adapter_config.json").toString(), "--data", data.toString(),

@@ -2,20 +2,17 @@ package io.peft4j.model;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.peft4j.config.LoraConfig;
 import io.peft4j.config.PeftConfig;
 import io.peft4j.nn.Module;
-import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.Param;
 import io.peft4j.nn.Torch;
 import io.peft4j.nn.safetensors.SafetensorsFile;
 import io.peft4j.nn.safetensors.SafetensorsWriter;
 import io.peft4j.nn.safetensors.TensorData;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -32,14 +29,13 @@ import static org.assertj.core.api.Assertions.within;
 
 /** Saving a PiSSA / OLoRA adapter converted to plain LoRA ({@link SaveOptions#pathInitialModelForWeightConversion}). */
 class WeightConversionTest {
-    NDManager nd;
     @TempDir
     Path tmp;
+    final NDManager nd = seeded(21);
 
-    @BeforeEach
-    void setUp() {
-        Torch.manualSeed(21);
-        nd = Torch.newManager();
+    static NDManager seeded(long seed) {
+        Torch.manualSeed(seed);
+        return Torch.newManager();
     }
 
     @AfterEach
@@ -48,10 +44,7 @@ class WeightConversionTest {
     }
 
     private static float[] run(Module m, NDArray x) {
-        try (NoGrad ng = NoGrad.enter(); NDScope s = new NDScope()) {
-            s.suppressNotUsedWarning();
-            return m.forward(x).toFloatArray();
-        }
+        return FactorInitTest.run(m, x);
     }
 
     private static LoraConfig.Builder config(String init) {
