@@ -97,7 +97,8 @@ public final class LoraGA {
                                   int layersPerPass) {
         if (config.loraGa() == null) {
             throw new IllegalArgumentException("If you want to use LoRA-GA, please set lora_ga_config: "
-                    + "LoraConfig.builder().initLoraWeights(\"lora_ga\").loraGaConfig(new LoraGAConfig())");
+                    + "LoraConfig.builder().initLoraWeights(\"lora_ga\").loraGaConfig(new LoraGAConfig()), or "
+                    + "\"lora_ga_config\": {} in adapter_config.json");
         }
         if (!"lora_ga".equals(config.initLoraWeights().name())) {
             throw new IllegalArgumentException("LoRA-GA preprocessing needs init_lora_weights=\"lora_ga\", got "
