@@ -160,9 +160,11 @@ public final class LoraLinear extends LoraLayer {
      */
     void loraGaInit(String adapter, LoraGAConfig cfg, float[] u, float[] vt, int k) {
         NDManager m = baseLayer().param("weight").data().getManager();
-        java.util.Random random;
-        try (NDArray seed = m.randomInteger(0, Integer.MAX_VALUE, new Shape(1), DataType.INT32)) {
-            random = new java.util.Random(seed.toIntArray()[0]); // follows Torch.manualSeed
+        java.util.Random random = null;
+        if (cfg.direction().equals("random")) {
+            try (NDArray seed = m.randomInteger(0, Integer.MAX_VALUE, new Shape(1), DataType.INT32)) {
+                random = new java.util.Random(seed.toIntArray()[0]); // follows Torch.manualSeed
+            }
         }
         float[][] f = LoraInit.loraGa(weightOutIn().toFloatArray(), (int) outFeatures, (int) inFeatures,
                 ranks.get(adapter), scaling.get(adapter), u, vt, k, cfg, random);
