@@ -193,6 +193,58 @@ class CliTest {
         assertThat(l.code()).as(l.err()).isZero();
     }
 
+    /**
+     * {@code peft train} with {@code init_lora_weights "lora_ga"}: gradients from the first batches initialise the
+     * adapter, training starts from the base model's function (the same first loss as default LoRA), and the saved
+     * adapter is plain LoRA of twice the rank for the original base model.
+     */
+    @Test
+    void trainWithLoraGaStartsFromTheBaseFunctionAndSavesPlainLora(@TempDir Path tmp) throws Exception {
+        Path data = trainingData(tmp);
+        Path plainConfig = Reference.adapter("llama-lora").resolve("adapter_config.json");
+        com.fasterxml.jackson.databind.node.ObjectNode cfg =
+                (com.fasterxml.jackson.databind.node.ObjectNode) Reference.JSON.readTree(plainConfig.toFile());
+        cfg.put("init_lora_weights", "lora_ga");
+        cfg.putObject("lora_ga_config"); // peft's defaults
+        Path gaConfig = tmp.resolve("ga.json");
+        Files.writeString(gaConfig, cfg.toString());
+        Path out = tmp.resolve("adapter");
+        Run ga = run("train", "--model", model(), "--config", gaConfig.toString(), "--data", data.toString(),
+                "--steps", "3", "--logging-steps", "1", "--lr", "1e-2", "--lora-ga-batches", "2", "--out", out.toString());
+        assertThat(ga.code()).as(ga.err()).isZero();
+        assertThat(ga.out()).contains("LoRA-GA: estimating gradients on 2 batches")
+                .contains("converted to plain LoRA of twice the rank");
+        Run plain = run("train", "--model", model(), "--config", plainConfig.toString(), "--data", data.toString(),
+                "--steps", "1", "--logging-steps", "1", "--out", tmp.resolve("plain").toString());
+        assertThat(plain.code()).as(plain.err()).isZero();
+        assertThat(firstLoss(ga.out())).isCloseTo(firstLoss(plain.out()), org.assertj.core.api.Assertions.within(2e-4));
+
+        com.fasterxml.jackson.databind.JsonNode saved = Reference.JSON.readTree(out.resolve("adapter_config.json").toFile());
+        assertThat(saved.get("r").asInt()).isEqualTo(16);
+        assertThat(saved.get("lora_alpha").asInt()).isEqualTo(32);
+        assertThat(saved.get("init_lora_weights").asBoolean()).isTrue();
+        Run l = run("logits", "--model", model(), "--adapter", out.toString(), "--input",
+                Reference.root().resolve("inputs.json").toString(), "--out", tmp.resolve("x.safetensors").toString());
+        assertThat(l.code()).as(l.err()).isZero();
+    }
+
+    /** Eight short sequences of ids as {@code peft train} reads them. */
+    private static Path trainingData(Path tmp) throws java.io.IOException {
+        Path data = tmp.resolve("data.jsonl");
+        List<String> lines = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            lines.add("{\"input_ids\": [5, 9, 17, 33, 65, 129, " + (10 + i) + ", 5, 9, 17]}");
+        }
+        Files.write(data, lines);
+        return data;
+    }
+
+    private static double firstLoss(String out) {
+        Matcher m = Pattern.compile("step 1/\\d+ loss=([0-9.]+)").matcher(out);
+        assertThat(m.find()).as(out).isTrue();
+        return Double.parseDouble(m.group(1));
+    }
+
     /** {@code peft train} with prompt-learning configs; the saved adapter loads in {@code peft logits}. */
     @org.junit.jupiter.params.ParameterizedTest
     @org.junit.jupiter.params.provider.ValueSource(strings = {"llama-prompt", "llama-ptuning", "llama-prefix-proj"})

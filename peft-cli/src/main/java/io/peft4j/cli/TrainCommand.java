@@ -2,15 +2,18 @@ package io.peft4j.cli;
 
 import io.peft4j.cli.train.ProgressCallback;
 import io.peft4j.config.AdaLoraConfig;
+import io.peft4j.config.LoraConfig;
 import io.peft4j.config.PeftConfig;
 import io.peft4j.hub.HfModels;
 import io.peft4j.hub.HfTokenizer;
 import io.peft4j.model.LoraPlus;
 import io.peft4j.model.PeftModel;
+import io.peft4j.model.SaveOptions;
 import io.peft4j.nn.Torch;
 import io.peft4j.nn.data.CausalLmExample;
 import io.peft4j.nn.data.Datasets;
 import io.peft4j.nn.data.Tokenizer;
+import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.PreTrainedModel;
 import io.peft4j.nn.train.LrSchedule;
 import io.peft4j.nn.train.MetricsLogger;
@@ -18,12 +21,15 @@ import io.peft4j.nn.train.Trainer;
 import io.peft4j.nn.train.TrainerCallback;
 import io.peft4j.nn.train.TrainerState;
 import io.peft4j.nn.train.TrainingArguments;
+import io.peft4j.tuners.lora.LoraGA;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -105,6 +111,11 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--quiet", description = "no progress bar and no per-step lines")
     boolean quiet;
 
+    @Option(names = "--lora-ga-batches", defaultValue = "8", paramLabel = "N",
+            description = "with init_lora_weights \"lora_ga\": the first N batches estimate the gradients that "
+                    + "initialise the adapter (default ${DEFAULT-VALUE})")
+    int loraGaBatches;
+
     @Option(names = "--loraplus-lr-ratio", paramLabel = "R",
             description = "LoRA+: train lora_B (and 1-D parameters) with learning rate R x --lr (peft suggests 16)")
     Float loraplusLrRatio;
@@ -134,6 +145,7 @@ final class TrainCommand implements Callable<Integer> {
             }
         }
         Path modelDir = HfModels.resolve(model);
+        Path initialDir = null;
         try (LazyTokenizer tok = new LazyTokenizer(modelDir)) {
             Torch.manualSeed(seed);
             PeftConfig cfg = PeftConfig.fromPretrained(config);
@@ -148,7 +160,30 @@ final class TrainCommand implements Callable<Integer> {
                     // AdaLoRA budgets its ranks over the run; the allocator runs every step (PeftModel's callback).
                     json.put("total_step", Trainer.totalSteps(args, rows.size()));
                 }
-                PeftModel peft = PeftModel.getPeftModel(base, PeftConfig.fromJsonNode(json, cfg.sourceName()));
+                PeftConfig trainConfig = PeftConfig.fromJsonNode(json, cfg.sourceName());
+                boolean loraGa = trainConfig instanceof LoraConfig lc && "lora_ga".equals(lc.initLoraWeights().name());
+                if (loraGa) {
+                    if (loraGaBatches <= 0) {
+                        throw new IllegalArgumentException("--lora-ga-batches must be > 0, got " + loraGaBatches);
+                    }
+                    List<ModelInput> batches = new ArrayList<>();
+                    for (int i = 0; i < loraGaBatches; i++) {
+                        List<CausalLmExample> batch = new ArrayList<>();
+                        for (int j = 0; j < batchSize; j++) {
+                            batch.add(rows.get((i * batchSize + j) % rows.size()));
+                        }
+                        batches.add(Datasets.causalLmBatch(base.manager(), batch, pad));
+                    }
+                    System.out.printf(Locale.ROOT, "LoRA-GA: estimating gradients on %d batches, one target layer per "
+                            + "pass%n", loraGaBatches);
+                    LoraGA.preprocess(base, (LoraConfig) trainConfig, batches);
+                }
+                PeftModel peft = PeftModel.getPeftModel(base, trainConfig);
+                if (loraGa) {
+                    // LoRA-GA changed the base weights: keep the initial adapter to save a plain LoRA one at the end.
+                    initialDir = Files.createTempDirectory("peft-lora-ga-init");
+                    peft.saveAdapter(initialDir);
+                }
                 peft.printTrainableParameters();
                 var m = base.manager();
                 Trainer.Builder<CausalLmExample> b = Trainer.<CausalLmExample>builder().model(peft).args(args)
@@ -171,10 +206,16 @@ final class TrainCommand implements Callable<Integer> {
                     long started = System.nanoTime();
                     TrainerState st = trainer.train(resumeFrom);
                     peft.eval();
-                    peft.saveAdapter(out);
-                    System.out.printf(Locale.ROOT, "trained to step %d in %.1f s (final loss %.4f); adapter saved to %s%n",
-                            st.globalStep(), (System.nanoTime() - started) / 1e9, st.lastLoss(), out);
+                    peft.saveAdapter(out, initialDir == null ? SaveOptions.DEFAULT
+                            : SaveOptions.builder().pathInitialModelForWeightConversion(initialDir).build());
+                    System.out.printf(Locale.ROOT, "trained to step %d in %.1f s (final loss %.4f); adapter saved to %s%s%n",
+                            st.globalStep(), (System.nanoTime() - started) / 1e9, st.lastLoss(), out,
+                            loraGa ? " (converted to plain LoRA of twice the rank, for the original base model)" : "");
                 }
+            }
+        } finally {
+            if (initialDir != null) {
+                io.peft4j.nn.AtomicDirectory.deleteTree(initialDir);
             }
         }
         return 0;

@@ -105,6 +105,7 @@ public abstract class AbstractLoraConfig extends PeftConfig {
     private final int qaloraGroupSize;
     private final boolean ensureWeightTying;
     private final String megatronCore;
+    private final LoraGAConfig loraGa;
 
     protected AbstractLoraConfig(LoraBuilderBase<?, ?> b) {
         super(b);
@@ -144,6 +145,7 @@ public abstract class AbstractLoraConfig extends PeftConfig {
         this.qaloraGroupSize = integer("qalora_group_size");
         this.ensureWeightTying = bool("ensure_weight_tying");
         this.megatronCore = optString("megatron_core");
+        this.loraGa = isNull("lora_ga_config") ? null : LoraGAConfig.fromJson(raw("lora_ga_config"), source());
 
         if (targetModules != null && targetModules.isRegex()) {
             if (layersToTransform != null) {
@@ -363,6 +365,11 @@ public abstract class AbstractLoraConfig extends PeftConfig {
         return rawCopy("lora_ga_config");
     }
 
+    /** {@code lora_ga_config} parsed (validated when the config is built), or null when unset. */
+    public LoraGAConfig loraGa() {
+        return loraGa;
+    }
+
     public JsonNode veloraConfig() {
         return rawCopy("velora_config");
     }
@@ -549,6 +556,11 @@ public abstract class AbstractLoraConfig extends PeftConfig {
 
         public B loraGaConfig(JsonNode v) {
             return set("lora_ga_config", copy(v));
+        }
+
+        /** LoRA-GA settings, used with {@code initLoraWeights("lora_ga")}. */
+        public B loraGaConfig(LoraGAConfig v) {
+            return set("lora_ga_config", v == null ? null : v.toJsonNode());
         }
 
         public B veloraConfig(JsonNode v) {

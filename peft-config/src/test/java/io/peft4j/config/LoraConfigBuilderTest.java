@@ -235,6 +235,36 @@ class LoraConfigBuilderTest {
     }
 
     @Test
+    void loraGaConfigWritesPeftsObjectAndRoundTrips() {
+        LoraConfig c = LoraConfig.builder().initLoraWeights("lora_ga")
+                .loraGaConfig(new LoraGAConfig("A2rBr", "gd_scale", 8)).build();
+        assertThat(c.toJson()).contains("\"lora_ga_config\": {\n    \"direction\": \"A2rBr\",\n    "
+                + "\"scale\": \"gd_scale\",\n    \"stable_gamma\": 8\n  },");
+        LoraConfig back = (LoraConfig) PeftConfig.fromJson(c.toJson(), "mem");
+        assertThat(back.toJson()).isEqualTo(c.toJson());
+        assertThat(back.loraGa()).isEqualTo(new LoraGAConfig("A2rBr", "gd_scale", 8));
+        // peft's defaults fill missing keys; no lora_ga_config at all gives null
+        LoraConfig partial = (LoraConfig) PeftConfig.fromJson(
+                "{\"peft_type\": \"LORA\", \"lora_ga_config\": {\"scale\": \"unit\"}}", "mem");
+        assertThat(partial.loraGa().direction()).isEqualTo("ArB2r");
+        assertThat(partial.loraGa().stableGamma()).isEqualTo(16.0);
+        assertThat(LoraConfig.builder().build().loraGa()).isNull();
+    }
+
+    @Test
+    void invalidLoraGaConfigNamesTheFieldAndTheAllowedValues() {
+        assertThatThrownBy(() -> PeftConfig.fromJson(
+                "{\"peft_type\": \"LORA\", \"lora_ga_config\": {\"direction\": \"BrAr\"}}", "cfg.json"))
+                .isInstanceOf(PeftConfigException.class)
+                .hasMessageContaining("cfg.json").hasMessageContaining("'lora_ga_config'")
+                .hasMessageContaining("[ArBr, A2rBr, ArB2r, random]").hasMessageContaining("'BrAr'");
+        assertThatThrownBy(() -> new LoraGAConfig("ArB2r", "stable", 0))
+                .isInstanceOf(PeftConfigException.class).hasMessageContaining("stable_gamma must be positive");
+        assertThatThrownBy(() -> new LoraGAConfig("ArB2r", "weightS", 16))
+                .isInstanceOf(PeftConfigException.class).hasMessageContaining("scale must be one of");
+    }
+
+    @Test
     void toBuilderKeepsFileKeysAndUnknownFields() throws Exception {
         String json = "{\n  \"peft_type\": \"LORA\",\n  \"r\": 4,\n  \"zzz_extra\": [\n    1\n  ]\n}";
         LoraConfig c = (LoraConfig) PeftConfig.fromJson(json, "mem");

@@ -21,6 +21,7 @@ import io.peft4j.nn.layers.Embedding;
 import io.peft4j.tuners.BaseTuner;
 import io.peft4j.tuners.ModulesToSaveWrapper;
 import io.peft4j.tuners.adalora.AdaLoraModel;
+import io.peft4j.tuners.lora.LoraGA;
 import io.peft4j.tuners.lora.LoraModel;
 import io.peft4j.tuners.prompt.PromptLearning;
 import io.peft4j.tuners.prompt.PromptLearningEncoder;
@@ -152,7 +153,15 @@ public class PeftModel extends Module implements AutoCloseable, io.peft4j.nn.tra
             }
             c = withField(c, "base_model_name_or_path", p.nameOrPath());
         }
+        requireLoraGaEstimates(model, c);
         return create(model, c, adapterName, tokenizer);
+    }
+
+    /** A new {@code lora_ga} adapter needs {@link LoraGA#preprocess} first; loading a saved one does not. */
+    private static void requireLoraGaEstimates(Module model, PeftConfig config) {
+        if (config instanceof LoraConfig lora && "lora_ga".equals(lora.initLoraWeights().name())) {
+            LoraGA.requirePreprocessed(model, lora);
+        }
     }
 
     /** The task type picks the subclass; classification tasks first get peft's automatic modules_to_save. */
@@ -274,8 +283,15 @@ public class PeftModel extends Module implements AutoCloseable, io.peft4j.nn.tra
     }
 
     /** Adds an inactive adapter; {@link #setAdapter} activates it. */
-    @SuppressWarnings("unchecked")
     public void addAdapter(String adapterName, PeftConfig config) {
+        if (!promptLearning) {
+            requireLoraGaEstimates(tuner().model(), config);
+        }
+        addAdapterUnchecked(adapterName, config);
+    }
+
+    @SuppressWarnings("unchecked")
+    private void addAdapterUnchecked(String adapterName, PeftConfig config) {
         if (config.peftType() != configs.get(activeAdapter).peftType()) {
             throw new IllegalArgumentException("Cannot combine adapters with different peft types. Found "
                     + configs.get(activeAdapter).peftType() + " and " + config.peftType() + ".");
@@ -371,7 +387,7 @@ public class PeftModel extends Module implements AutoCloseable, io.peft4j.nn.tra
         PeftConfig read = PeftConfig.fromPretrained(dir);
         checkTrainablePrompt(read, isTrainable);
         PeftConfig config = withField(read, "inference_mode", !isTrainable);
-        addAdapter(adapterName, config);
+        addAdapterUnchecked(adapterName, config);
         loadWeights(dir, adapterName);
     }
 
@@ -760,24 +776,46 @@ public class PeftModel extends Module implements AutoCloseable, io.peft4j.nn.tra
 
     /** Saves every adapter in the HF layout ({@code default} at the top, others in sub-directories). */
     public void saveAdapter(Path dir) {
-        saveAdapter(dir, null);
+        saveAdapter(dir, SaveOptions.DEFAULT);
     }
 
     /** Same as {@link #saveAdapter(Path)}, HF's name. */
     public void savePretrained(Path dir) {
-        saveAdapter(dir, null);
+        saveAdapter(dir, SaveOptions.DEFAULT);
+    }
+
+    /** Same as {@link #saveAdapter(Path, SaveOptions)}, HF's name. */
+    public void savePretrained(Path dir, SaveOptions options) {
+        saveAdapter(dir, options);
     }
 
     /**
      * Saves the selected adapters (all when null) atomically: a failure leaves an earlier save intact.
      */
     public void saveAdapter(Path dir, List<String> selectedAdapters) {
-        List<String> names = selectedAdapters == null ? new ArrayList<>(configs.keySet()) : selectedAdapters;
+        saveAdapter(dir, SaveOptions.builder().selectedAdapters(selectedAdapters).build());
+    }
+
+    /**
+     * Saves as peft's {@code save_pretrained} with these options, atomically: a failure (including a refused
+     * conversion) leaves an earlier save intact. With
+     * {@link SaveOptions.Builder#pathInitialModelForWeightConversion} each adapter is written as a plain LoRA
+     * adapter for the original base weights (see {@link SaveOptions}).
+     */
+    public void saveAdapter(Path dir, SaveOptions options) {
+        List<String> names = options.selectedAdapters() == null ? new ArrayList<>(configs.keySet())
+                : options.selectedAdapters();
+        Path initial = options.pathInitialModelForWeightConversion();
+        if (initial != null) {
+            requireInjectable("path_initial_model_for_weight_conversion");
+        }
         List<AdapterIO.Entry> entries = new ArrayList<>();
         List<NDArray> computed = new ArrayList<>();
-        try {
+        try (ai.djl.ndarray.NDManager scratch = io.peft4j.nn.Torch.newManager()) {
             for (String name : names) {
-                entries.add(saveEntry(name, computed));
+                AdapterIO.Entry entry = saveEntry(name, computed);
+                entries.add(initial == null ? entry
+                        : WeightConversion.convert(entry.subdir(), entry.config(), entry.tensors(), initial, scratch));
             }
             AdapterIO.writeAtomically(dir, entries);
         } catch (IOException e) {

@@ -31,7 +31,8 @@ class FactorInitTest {
         nd.close();
     }
 
-    private static float[] run(Module m, NDArray x) {
+    /** {@code m(x)} without autograd, intermediates freed. */
+    static float[] run(Module m, NDArray x) {
         try (NoGrad ng = NoGrad.enter(); NDScope s = new NDScope()) {
             s.suppressNotUsedWarning();
             return m.forward(x).toFloatArray();

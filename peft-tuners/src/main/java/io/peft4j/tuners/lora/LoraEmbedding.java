@@ -59,7 +59,8 @@ public final class LoraEmbedding extends LoraLayer {
         drop.put(adapter, dropout > 0 ? new Dropout(dropout) : new Identity());
         NDArray a = m.randomNormal(0f, 1f, new Shape(r, numEmbeddings), DataType.FLOAT32);
         NDArray b = m.randomNormal(0f, 1f, new Shape(embeddingDim, r), DataType.FLOAT32);
-        if (init != null && init.isString() && !"gaussian".equals(init.name())) {
+        // lora_ga needs a weight gradient; on an Embedding peft falls back to the default init, and so do we
+        if (init != null && init.isString() && !"gaussian".equals(init.name()) && !"lora_ga".equals(init.name())) {
             throw new UnsupportedOperationException("init_lora_weights=\"" + init.name()
                     + "\" is not supported yet by peft4j (supported: true, false, \"gaussian\")");
         }

@@ -6,6 +6,7 @@ import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.peft4j.config.InitLoraWeights;
+import io.peft4j.config.LoraGAConfig;
 import io.peft4j.nn.F;
 import io.peft4j.nn.Identity;
 import io.peft4j.nn.Module;
@@ -122,13 +123,14 @@ public final class LoraLinear extends LoraLayer {
             factorInit(adapter, init.name(), a, b, m);
             return;
         }
+        // lora_ga: the default init, replaced by LoraGA.initialize when gradient estimates exist (peft's fallback)
         if (init.isString() && "gaussian".equals(init.name())) {
             int r = ranks.get(adapter);
             a.weight().setData(m.randomNormal(0f, 1f / r, a.weight().shape(), DataType.FLOAT32));
-        } else if (init.isString()) {
+        } else if (init.isString() && !"lora_ga".equals(init.name())) {
             throw new UnsupportedOperationException("init_lora_weights=\"" + init.name()
                     + "\" is not supported yet by peft4j (supported: true, false, \"gaussian\", \"pissa\", \"pissa_niter_N\", "
-                    + "\"olora\")");
+                    + "\"olora\", \"lora_ga\")");
         }
         // true: A keeps nn.Linear's kaiming-uniform(a=sqrt(5)) init, which is U(-1/sqrt(in), 1/sqrt(in)).
         b.weight().setData(m.zeros(b.weight().shape()));
@@ -144,15 +146,47 @@ public final class LoraLinear extends LoraLayer {
     private void factorInit(String adapter, String kind, Linear a, Linear b, NDManager m) {
         int r = ranks.get(adapter);
         double s = scaling.get(adapter);
-        Param w = baseLayer().param("weight");
         float[] data = weightOutIn().toFloatArray();
         int out = (int) outFeatures;
         int in = (int) inFeatures;
-        float[][] f = kind.equals("olora") ? LoraInit.olora(data, out, in, r, s) : LoraInit.pissa(data, out, in, r, s);
+        setFactors(a, b, m, kind.equals("olora") ? LoraInit.olora(data, out, in, r, s)
+                : LoraInit.pissa(data, out, in, r, s));
+    }
+
+    /**
+     * LoRA-GA: A and B from the leading singular vectors {@code u (out, k)}, {@code vt (k, in)} of the base weight's
+     * estimated gradient; the base weight keeps {@code W − s·B·A}.
+     */
+    void loraGaInit(String adapter, LoraGAConfig cfg, float[] u, float[] vt, int k) {
+        NDManager m = baseLayer().param("weight").data().getManager();
+        java.util.Random random = null;
+        if (cfg.direction().equals("random")) {
+            try (NDArray seed = m.randomInteger(0, Integer.MAX_VALUE, new Shape(1), DataType.INT32)) {
+                random = new java.util.Random(seed.toIntArray()[0]); // follows Torch.manualSeed
+            }
+        }
+        float[][] f = LoraInit.loraGa(weightOutIn().toFloatArray(), (int) outFeatures, (int) inFeatures,
+                ranks.get(adapter), scaling.get(adapter), u, vt, k, cfg, random);
+        setFactors((Linear) dict("lora_A").get(adapter), (Linear) dict("lora_B").get(adapter), m, f);
+    }
+
+    /** Installs {@code {A, B, residual}}: the adapter's factors and the base weight that keeps the output unchanged. */
+    private void setFactors(Linear a, Linear b, NDManager m, float[][] f) {
+        int out = (int) outFeatures;
+        int in = (int) inFeatures;
+        int r = (int) a.weight().shape().get(0);
         a.weight().setData(LoraInit.array(m, f[0], r, in));
         b.weight().setData(LoraInit.array(m, f[1], out, r));
-        NDArray residual = LoraInit.array(m, f[2], out, in);
-        w.setData(fanInFanOut ? residual.transpose().duplicate() : residual);
+        float[] res = f[2];
+        if (fanInFanOut) {
+            res = new float[res.length];
+            for (int o = 0; o < out; o++) {
+                for (int i = 0; i < in; i++) {
+                    res[i * out + o] = f[2][o * in + i];
+                }
+            }
+        }
+        baseLayer().param("weight").setData(fanInFanOut ? LoraInit.array(m, res, in, out) : LoraInit.array(m, res, out, in));
     }
 
     @Override

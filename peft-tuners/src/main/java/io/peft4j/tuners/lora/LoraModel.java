@@ -1,12 +1,17 @@
 package io.peft4j.tuners.lora;
 
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
 import io.peft4j.config.LoraConfig;
 import io.peft4j.config.TargetModules;
 import io.peft4j.nn.Module;
+import io.peft4j.nn.NoGrad;
+import io.peft4j.tuners.TunerLayer;
 import io.peft4j.tuners.TargetMatcher;
 import io.peft4j.tuners.TargetModuleDefaults;
 
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -28,6 +33,41 @@ public final class LoraModel extends AbstractLoraModel<LoraConfig> {
     @Override
     protected LoraConfig withTargetModules(LoraConfig config, TargetModules targets) {
         return config.toBuilder().targetModules(targets).build();
+    }
+
+    /**
+     * {@code config} with what injection resolves (default targets by model type, {@code all-linear}, condensed
+     * lists), for work that runs before injection (LoRA-GA's gradient estimate).
+     */
+    static LoraConfig prepare(LoraConfig config, Module model) {
+        TargetModules t = config.targetModules() != null ? config.targetModules()
+                : TargetModuleDefaults.lookup(TargetModuleDefaults.LORA, model, "target_modules", "targets");
+        return config.toBuilder().targetModules(resolveTargetModules(t, model, config.taskType())).build();
+    }
+
+    /**
+     * The Linear / Conv1D modules {@code config} targets in {@code model} by path (for a module LoRA already wraps:
+     * its base layer), before any injection; {@code config} must be {@link #prepare}d.
+     */
+    static LinkedHashMap<String, Module> linearTargets(Module model, LoraConfig config) {
+        LinkedHashMap<String, Module> out = new LinkedHashMap<>();
+        List<String> inside = new ArrayList<>();
+        for (Map.Entry<String, Module> e : model.namedModules().entrySet()) {
+            String key = e.getKey();
+            if (key.isEmpty() || inside.stream().anyMatch(key::startsWith)) {
+                continue;
+            }
+            Module m = e.getValue();
+            if (m instanceof TunerLayer || m instanceof io.peft4j.tuners.ModulesToSaveWrapper) {
+                inside.add(key + ".");
+            }
+            Module base = m instanceof LoraLinear l ? l.baseLayer() : m;
+            if (LoraLinear.supports(base) && TargetMatcher.check(config.targetModules(), config.excludeModules(), config.modulesToSave(),
+                    config.layersToTransform(), config.layersPattern(), key) == TargetMatcher.Match.MATCHED) {
+                out.put(key, base);
+            }
+        }
+        return out;
     }
 
     @Override
@@ -65,6 +105,10 @@ public final class LoraModel extends AbstractLoraModel<LoraConfig> {
         }
         layer.updateLayer(adapterName, r, alpha.doubleValue(), c.loraDropout(), c.initLoraWeights(),
                 c.useRslora(), c.loraBias(), c.useDora());
+        if ("lora_ga".equals(c.initLoraWeights().name())) {
+            // DoRA's magnitude, taken from the default init above, is unchanged: W − s·B·A + s·B·A = W.
+            LoraGA.initialize(layer, adapterName, c, currentKey);
+        }
     }
 
     /** {@link #addWeightedAdapter(List, List, String, String, Integer, Double)} without SVD options. */
@@ -216,6 +260,82 @@ public final class LoraModel extends AbstractLoraModel<LoraConfig> {
         layer.loraA(name).requiresGrad(false);
         layer.loraB(name).requiresGrad(false);
         layer.setScaling(name, 1.0);
+    }
+
+    /**
+     * peft's {@code subtract_mutated_init}: turns a trained adapter whose initialisation moved part of the base
+     * weight into the adapter (PiSSA, OLoRA, LoRA-GA, CorDA) into a plain LoRA adapter for the original weights.
+     * With {@code W = W_res + s·B0·A0} and the trained model {@code W_res + s·B·A}, the update relative to {@code W}
+     * is {@code s·(B·A − B0·A0) = s·[B | −B0]·[A ; A0]}: rank {@code 2r} at the same scaling (the caller doubles
+     * {@code r} and {@code lora_alpha}).
+     *
+     * <p>Both maps use the saved keys. {@code lora_A}/{@code lora_embedding_A} become {@code cat([A, A0], 0)},
+     * {@code lora_B}/{@code lora_embedding_B} become {@code cat([B, −B0], 1)}, a {@code lora_bias} becomes
+     * {@code b − b0}; other tensors (modules_to_save copies, trained biases) hold absolute values and are kept as
+     * they are, where peft drops them. New arrays are attached to {@code into}.
+     *
+     * @param initialSource names the initial tensors in error messages (their file)
+     */
+    public static LinkedHashMap<String, NDArray> subtractMutatedInit(Map<String, NDArray> trained,
+                                                                     Map<String, NDArray> initial,
+                                                                     String initialSource, NDManager into) {
+        List<String> extra = new ArrayList<>();
+        for (String key : initial.keySet()) {
+            if (isLoraFactor(key) && !trained.containsKey(key)) {
+                extra.add(key);
+            }
+        }
+        if (!extra.isEmpty()) {
+            throw new IllegalArgumentException(initialSource + ": the initial adapter has tensors the trained adapter "
+                    + "lacks: " + head(extra) + " (was it saved from a model with other target_modules?)");
+        }
+        LinkedHashMap<String, NDArray> out = new LinkedHashMap<>();
+        try (NoGrad ignored = NoGrad.enter()) {
+            for (Map.Entry<String, NDArray> e : trained.entrySet()) {
+                String key = e.getKey();
+                NDArray now = e.getValue();
+                if (key.endsWith(".lora_magnitude_vector") || key.endsWith(".lora_magnitude_vector.weight")) {
+                    throw new IllegalArgumentException("cannot convert a DoRA adapter to plain LoRA (" + key
+                            + "): its magnitude depends on the base weight the conversion restores");
+                }
+                if (!isLoraFactor(key) && !key.endsWith(".lora_B.bias")) {
+                    out.put(key, now);
+                    continue;
+                }
+                NDArray init = initial.get(key);
+                if (init == null) {
+                    throw new IllegalArgumentException(initialSource + ": no tensor '" + key + "' in the initial "
+                            + "adapter (it must be saved from the same model and config before training)");
+                }
+                if (!init.getShape().equals(now.getShape())) {
+                    throw new IllegalArgumentException(initialSource + ": tensor '" + key + "' has shape "
+                            + init.getShape() + " but the trained adapter's is " + now.getShape()
+                            + " (initial adapter saved with another r or from another model?)");
+                }
+                NDArray converted;
+                if (key.endsWith(".lora_B.bias")) {
+                    converted = now.sub(init);
+                } else if (key.endsWith(".lora_A.weight") || key.endsWith(".lora_embedding_A")) {
+                    converted = now.concat(init, 0);
+                } else {
+                    try (NDArray negated = init.neg()) {
+                        converted = now.concat(negated, 1);
+                    }
+                }
+                converted.attach(into);
+                out.put(key, converted);
+            }
+        }
+        return out;
+    }
+
+    private static boolean isLoraFactor(String key) {
+        return key.endsWith(".lora_A.weight") || key.endsWith(".lora_B.weight")
+                || key.endsWith(".lora_embedding_A") || key.endsWith(".lora_embedding_B");
+    }
+
+    private static String head(List<String> keys) {
+        return keys.size() <= 5 ? keys.toString() : keys.subList(0, 5) + " ... (" + keys.size() + " in total)";
     }
 
     private static ai.djl.ndarray.NDArray padTo(ai.djl.ndarray.NDArray x, ai.djl.ndarray.types.Shape shape, int axis) {
