@@ -455,36 +455,12 @@ public class PeftModel extends Module implements AutoCloseable, io.peft4j.nn.tra
         if (prepared.taskType() == TaskType.SEQ_CLS) {
             toSave.addAll(List.of("classifier", "score"));
         }
-        wrapModulesToSave(model, adapterName, toSave);
+        // peft's _set_trainable: SEQ_CLS adds classifier and score; newer configs may list modules_to_save.
+        ModulesToSaveWrapper.wrapMatching(model, adapterName, toSave, new ArrayList<>());
         String active = activeAdapter == null ? adapterName : activeAdapter;
         for (ModulesToSaveWrapper w : headWrappers().values()) {
             if (w.copyOf(active) != null) {
                 w.setAdapter(active, configs.get(active).inferenceMode());
-            }
-        }
-    }
-
-    /**
-     * peft's {@code _set_trainable}: every module whose path ends with one of {@code names} (SEQ_CLS adds
-     * {@code classifier} and {@code score}; newer configs may list {@code modules_to_save}) gets a trainable copy for
-     * this adapter.
-     */
-    private static void wrapModulesToSave(PreTrainedModel model, String adapterName, List<String> names) {
-        if (names.isEmpty()) {
-            return;
-        }
-        for (String key : new ArrayList<>(model.namedModules().keySet())) {
-            if (key.isEmpty() || names.stream().noneMatch(key::endsWith)) {
-                continue;
-            }
-            if (key.contains(".original_module") || key.contains(".modules_to_save")) {
-                continue;
-            }
-            Module target = model.getSubmodule(key);
-            if (target instanceof ModulesToSaveWrapper w) {
-                w.update(adapterName);
-            } else {
-                model.setSubmodule(key, new ModulesToSaveWrapper(target, adapterName));
             }
         }
     }

@@ -160,7 +160,7 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
                 targetedModuleNames.add(key);
             }
         }
-        wrapModulesToSave(adapterName, modulesToSave(prepared), insideTuner);
+        ModulesToSaveWrapper.wrapMatching(model(), adapterName, modulesToSave(prepared), insideTuner);
         if (activeAdapters.isEmpty()) {
             activeAdapters.add(adapterName);
         }
@@ -173,29 +173,6 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
             for (TunerLayer t : tunerLayers().values()) {
                 t.adapterParameters(adapterName).values().forEach(p -> p.requiresGrad(false));
             }
-        }
-    }
-
-    /**
-     * peft's {@code _set_trainable}: every module whose path ends with (plain string suffix, as peft tests it)
-     * one of {@code names} gets a {@link ModulesToSaveWrapper} with a copy for this adapter.
-     */
-    private void wrapModulesToSave(String adapterName, List<String> names, List<String> insideTuner) {
-        if (names == null || names.isEmpty()) {
-            return;
-        }
-        Module model = model();
-        for (String key : new ArrayList<>(model.namedModules().keySet())) {
-            if (key.isEmpty() || insideTuner.stream().anyMatch(key::startsWith) || names.stream().noneMatch(key::endsWith)) {
-                continue;
-            }
-            Module target = model.getSubmodule(key);
-            if (target instanceof ModulesToSaveWrapper w) {
-                w.update(adapterName);
-            } else {
-                model.setSubmodule(key, new ModulesToSaveWrapper(target, adapterName));
-            }
-            insideTuner.add(key + ".");
         }
     }
 

@@ -34,6 +34,30 @@ public final class ModulesToSaveWrapper extends Module {
         return (ModuleDict) child("modules_to_save");
     }
 
+    /**
+     * peft's {@code _set_trainable}: every module of {@code model} whose path ends with (plain string suffix, as peft
+     * tests it) one of {@code names} gets a wrapper with a copy for {@code adapterName}, or, if it already is a
+     * wrapper, a copy added. Paths starting with one of {@code skipPrefixes} (e.g. inside tuner layers) are left
+     * alone, and so is everything inside a wrapper; the wrapped paths are added to {@code skipPrefixes}.
+     */
+    public static void wrapMatching(Module model, String adapterName, List<String> names, List<String> skipPrefixes) {
+        if (names == null || names.isEmpty()) {
+            return;
+        }
+        for (String key : new java.util.ArrayList<>(model.namedModules().keySet())) {
+            if (key.isEmpty() || skipPrefixes.stream().anyMatch(key::startsWith) || names.stream().noneMatch(key::endsWith)) {
+                continue;
+            }
+            Module target = model.getSubmodule(key);
+            if (target instanceof ModulesToSaveWrapper w) {
+                w.update(adapterName);
+            } else {
+                model.setSubmodule(key, new ModulesToSaveWrapper(target, adapterName));
+            }
+            skipPrefixes.add(key + ".");
+        }
+    }
+
     /** Adds a trainable copy of the original for {@code adapterName} (no-op when it exists). */
     public void update(String adapterName) {
         if (!copies().containsKey(adapterName)) {

@@ -3,6 +3,7 @@ package io.peft4j.nn.train;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDScope;
 import ai.djl.training.GradientCollector;
+import io.peft4j.nn.F;
 import io.peft4j.nn.Param;
 import io.peft4j.nn.Torch;
 
@@ -32,19 +33,30 @@ public final class TrainStep {
      *                    {@code () -> peft.updateAndAllocate(step)} for AdaLoRA
      */
     public static Result run(Supplier<NDArray> loss, AdamW optimizer, Collection<Param> params, Runnable afterUpdate) {
-        float value;
+        float value = backward(loss, 1f, "");
+        float norm = optimizer.step(params, afterUpdate);
+        return new Result(value, norm);
+    }
+
+    /**
+     * Forward and backward inside an {@link NDScope}: gradients of {@code scale · loss} accumulate on the
+     * parameters, every intermediate is freed. A non-finite loss stops before any gradient is written.
+     *
+     * @param where appended to the error message (e.g. {@code " at step 7"})
+     * @return the unscaled loss value
+     */
+    public static float backward(Supplier<NDArray> loss, float scale, String where) {
         try (NDScope scope = new NDScope()) {
             scope.suppressNotUsedWarning();
             try (GradientCollector gc = Torch.engine().newGradientCollector()) {
                 NDArray l = loss.get();
-                value = l.getFloat();
+                float value = l.getFloat();
                 if (!Float.isFinite(value)) {
-                    throw new ArithmeticException("loss is " + value + "; stopping before the update");
+                    throw new ArithmeticException("loss is " + value + where + "; stopping before the update");
                 }
-                gc.backward(l);
+                gc.backward(scale == 1f ? l : F.mul(l, scale));
+                return value;
             }
         }
-        float norm = optimizer.step(params, afterUpdate);
-        return new Result(value, norm);
     }
 }

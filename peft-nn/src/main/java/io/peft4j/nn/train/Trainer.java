@@ -3,12 +3,10 @@ package io.peft4j.nn.train;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
-import ai.djl.training.GradientCollector;
 import com.fasterxml.jackson.core.type.TypeReference;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import io.peft4j.nn.AtomicDirectory;
-import io.peft4j.nn.F;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.Param;
@@ -174,12 +172,14 @@ public final class Trainer<E> {
         return trainable;
     }
 
-    private long batchesPerEpoch() {
-        return (trainRows.size() + args.batchSize() - 1) / args.batchSize();
+    private static long batchesPerEpoch(TrainingArguments args, int rows) {
+        return (rows + args.batchSize() - 1) / args.batchSize();
     }
 
-    private long stepsPerEpoch() {
-        return (batchesPerEpoch() + args.gradientAccumulationSteps() - 1) / args.gradientAccumulationSteps();
+    /** Optimizer steps per epoch: micro-batches grouped by the accumulation (the last group may be shorter). */
+    private static long stepsPerEpoch(TrainingArguments args, int rows) {
+        long batches = batchesPerEpoch(args, rows);
+        return (batches + args.gradientAccumulationSteps() - 1) / args.gradientAccumulationSteps();
     }
 
     /** Optimizer steps of the whole run. */
@@ -189,11 +189,7 @@ public final class Trainer<E> {
 
     /** Optimizer steps of a run of {@code args} over {@code rows} training rows (before building a trainer). */
     public static long totalSteps(TrainingArguments args, int rows) {
-        if (args.maxSteps() > 0) {
-            return args.maxSteps();
-        }
-        long batches = (rows + args.batchSize() - 1) / args.batchSize();
-        return args.numEpochs() * ((batches + args.gradientAccumulationSteps() - 1) / args.gradientAccumulationSteps());
+        return args.maxSteps() > 0 ? args.maxSteps() : args.numEpochs() * stepsPerEpoch(args, rows);
     }
 
     /** Trains from the start. */
@@ -214,8 +210,8 @@ public final class Trainer<E> {
         }
         model.train(true);
         callbacks.forEach(c -> c.onTrainBegin(state));
-        long perEpoch = stepsPerEpoch();
-        long batches = batchesPerEpoch();
+        long perEpoch = stepsPerEpoch(args, trainRows.size());
+        long batches = batchesPerEpoch(args, trainRows.size());
         int accumulation = args.gradientAccumulationSteps();
         double logLossSum = 0;
         int logCount = 0;
@@ -233,7 +229,8 @@ public final class Trainer<E> {
             for (long b = first; b < last; b++) {
                 List<E> batch = batch(order, b);
                 Torch.manualSeed(microSeed(epoch * batches + b));
-                lossSum += backward(batch, (int) (last - first), state.globalStep);
+                lossSum += TrainStep.backward(() -> loss.loss(batch), 1f / (last - first),
+                        " at step " + (state.globalStep + 1));
                 state.tokensSeen += tokenCount.applyAsLong(batch);
             }
             float norm = optimizer.update(params);
@@ -278,23 +275,6 @@ public final class Trainer<E> {
         }
         callbacks.forEach(c -> c.onTrainEnd(state));
         return state;
-    }
-
-    /** Forward and backward of one micro-batch; returns its (unscaled) loss. */
-    private double backward(List<E> batch, int microBatches, long step) {
-        try (NDScope scope = new NDScope()) {
-            scope.suppressNotUsedWarning();
-            try (GradientCollector gc = Torch.engine().newGradientCollector()) {
-                NDArray l = loss.loss(batch);
-                float value = l.getFloat();
-                if (!Float.isFinite(value)) {
-                    throw new ArithmeticException("loss is " + value + " at step " + (step + 1)
-                            + "; stopping before the update");
-                }
-                gc.backward(microBatches > 1 ? F.mul(l, 1f / microBatches) : l);
-                return value;
-            }
-        }
     }
 
     private long microSeed(long microBatch) {

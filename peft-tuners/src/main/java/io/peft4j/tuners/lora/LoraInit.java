@@ -177,7 +177,8 @@ final class LoraInit {
         return new float[][] {a, b, residual(w, a, b, out, in, r, scaling)};
     }
 
-    private static DMatrixRMaj matrix(float[] w, int rows, int cols) {
+    /** A row-major float matrix widened to double for EJML. */
+    static DMatrixRMaj matrix(float[] w, int rows, int cols) {
         DMatrixRMaj m = new DMatrixRMaj(rows, cols);
         for (int i = 0; i < w.length; i++) {
             m.data[i] = w[i];

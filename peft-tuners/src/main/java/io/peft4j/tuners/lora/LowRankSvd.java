@@ -26,9 +26,9 @@ final class LowRankSvd {
      *         descending order; components past the rank of {@code M} are zero
      */
     static float[][] truncated(float[] p, float[] q, int out, int in, int rank, int k) {
-        DMatrixRMaj pm = matrix(p, out, rank);
+        DMatrixRMaj pm = LoraInit.matrix(p, out, rank);
         DMatrixRMaj qt = new DMatrixRMaj(in, rank);
-        CommonOps_DDRM.transpose(matrix(q, rank, in), qt);
+        CommonOps_DDRM.transpose(LoraInit.matrix(q, rank, in), qt);
         DMatrixRMaj[] qrP = thinQr(pm);
         DMatrixRMaj[] qrQ = thinQr(qt);
         DMatrixRMaj core = new DMatrixRMaj(qrP[1].numRows, qrQ[1].numRows);
@@ -68,14 +68,6 @@ final class LowRankSvd {
             throw new IllegalStateException("QR of the combined adapter factors failed");
         }
         return new DMatrixRMaj[] {qr.getQ(null, true), qr.getR(null, true)};
-    }
-
-    private static DMatrixRMaj matrix(float[] w, int rows, int cols) {
-        DMatrixRMaj m = new DMatrixRMaj(rows, cols);
-        for (int i = 0; i < w.length; i++) {
-            m.data[i] = w[i];
-        }
-        return m;
     }
 
     /**
