@@ -11,7 +11,8 @@ import java.io.UncheckedIOException;
 @Command(name = "peft", mixinStandardHelpOptions = true, version = "peft4j 0.1.0", scope = CommandLine.ScopeType.INHERIT,
         description = "Parameter-efficient fine-tuning for Java, compatible with Hugging Face peft.",
         subcommands = {DemoCommand.class, LogitsCommand.class, GenerateCommand.class, TrainableCommand.class,
-                MergeCommand.class, TrainCommand.class, InspectCommand.class, BenchCommand.class,
+                MergeCommand.class, TrainCommand.class, EvalCommand.class, CompareCommand.class, InspectCommand.class,
+                BenchCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec

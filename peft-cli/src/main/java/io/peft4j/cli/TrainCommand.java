@@ -1,18 +1,16 @@
 package io.peft4j.cli;
 
 import io.peft4j.cli.train.ProgressCallback;
+import io.peft4j.cli.train.TextTask;
 import io.peft4j.config.AdaLoraConfig;
 import io.peft4j.config.LoraConfig;
 import io.peft4j.config.PeftConfig;
+import io.peft4j.config.TaskType;
 import io.peft4j.hub.HfModels;
-import io.peft4j.hub.HfTokenizer;
 import io.peft4j.model.LoraPlus;
 import io.peft4j.model.PeftModel;
 import io.peft4j.model.SaveOptions;
 import io.peft4j.nn.Torch;
-import io.peft4j.nn.data.CausalLmExample;
-import io.peft4j.nn.data.Datasets;
-import io.peft4j.nn.data.Tokenizer;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.PreTrainedModel;
 import io.peft4j.nn.train.LrSchedule;
@@ -26,7 +24,6 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -35,8 +32,9 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
-@Command(name = "train", description = "Train an adapter on a causal-LM dataset with the Trainer (schedule, gradient "
-        + "accumulation, clipping, evaluation, checkpoints and resume) and save it in the Hugging Face layout.")
+@Command(name = "train", description = "Train an adapter on a causal-LM dataset (or, for a SEQ_CLS config, a "
+        + "classification dataset) with the Trainer (schedule, gradient accumulation, clipping, evaluation, checkpoints "
+        + "and resume) and save it in the Hugging Face layout.")
 final class TrainCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "Hugging Face model directory (or cached repo id)")
     String model;
@@ -45,10 +43,11 @@ final class TrainCommand implements Callable<Integer> {
     Path config;
 
     @Option(names = "--data", required = true, description = "JSON lines or a JSON array of rows: {\"text\"}, "
-            + "{\"prompt\", \"completion\"}, Alpaca {\"instruction\", \"input\", \"output\"} or {\"input_ids\"}")
+            + "{\"prompt\", \"completion\"}, Alpaca {\"instruction\", \"input\", \"output\"} or {\"input_ids\"}; for a "
+            + "SEQ_CLS config {\"text\" or \"input_ids\", \"label\"} rows, or a .csv with text,label columns")
     Path data;
 
-    @Option(names = "--eval-data", description = "rows in the same format, evaluated (loss, perplexity) every "
+    @Option(names = "--eval-data", description = "rows in the same format, evaluated (loss and perplexity, or accuracy) every "
             + "--eval-steps and at the end")
     Path evalData;
 
@@ -146,21 +145,24 @@ final class TrainCommand implements Callable<Integer> {
         }
         Path modelDir = HfModels.resolve(model);
         Path initialDir = null;
-        try (LazyTokenizer tok = new LazyTokenizer(modelDir)) {
+        try (TextTask.LazyTokenizer tok = new TextTask.LazyTokenizer(modelDir)) {
             Torch.manualSeed(seed);
             PeftConfig cfg = PeftConfig.fromPretrained(config);
             var json = cfg.toJsonNode();
             json.put("inference_mode", false);
-            try (PreTrainedModel base = HfModels.fromPretrained(model)) {
-                long pad = base.config().getInt("pad_token_id", 0);
-                Long eosId = eosId(base);
-                List<CausalLmExample> rows = Datasets.causalLm(data, tok, maxLength, eosId);
-                List<CausalLmExample> evalRows = evalData == null ? null : Datasets.causalLm(evalData, tok, maxLength, eosId);
+            // SEQ_CLS adapters train a classification head on {text, label} rows; anything else is a causal LM.
+            boolean classify = cfg.taskType() == TaskType.SEQ_CLS;
+            try (PreTrainedModel base = HfModels.fromPretrained(model, classify ? TaskType.SEQ_CLS : null)) {
+                TextTask<Object> task = TextTask.read(cfg.taskType(), base, tok, data, maxLength);
+                List<Object> rows = task.rows();
+                List<Object> evalRows = evalData == null ? null
+                        : TextTask.read(cfg.taskType(), base, tok, evalData, maxLength).rows();
                 if (cfg instanceof AdaLoraConfig && json.path("total_step").isNull()) {
                     // AdaLoRA budgets its ranks over the run; the allocator runs every step (PeftModel's callback).
                     json.put("total_step", Trainer.totalSteps(args, rows.size()));
                 }
                 PeftConfig trainConfig = PeftConfig.fromJsonNode(json, cfg.sourceName());
+                var m = base.manager();
                 boolean loraGa = trainConfig instanceof LoraConfig lc && "lora_ga".equals(lc.initLoraWeights().name());
                 if (loraGa) {
                     if (loraGaBatches <= 0) {
@@ -168,11 +170,11 @@ final class TrainCommand implements Callable<Integer> {
                     }
                     List<ModelInput> batches = new ArrayList<>();
                     for (int i = 0; i < loraGaBatches; i++) {
-                        List<CausalLmExample> batch = new ArrayList<>();
+                        List<Object> batch = new ArrayList<>();
                         for (int j = 0; j < batchSize; j++) {
                             batch.add(rows.get((i * batchSize + j) % rows.size()));
                         }
-                        batches.add(Datasets.causalLmBatch(base.manager(), batch, pad));
+                        batches.add(task.batch(m, batch));
                     }
                     System.out.printf(Locale.ROOT, "LoRA-GA: estimating gradients on %d batches, one target layer per "
                             + "pass%n", loraGaBatches);
@@ -185,11 +187,11 @@ final class TrainCommand implements Callable<Integer> {
                     peft.saveAdapter(initialDir);
                 }
                 peft.printTrainableParameters();
-                var m = base.manager();
-                Trainer.Builder<CausalLmExample> b = Trainer.<CausalLmExample>builder().model(peft).args(args)
+                Trainer.Builder<Object> b = Trainer.builder().model(peft).args(args)
                         .trainData(rows).evalData(evalRows)
-                        .loss(batch -> peft.forward(Datasets.causalLmBatch(m, batch, pad)).loss())
-                        .tokenCount(batch -> batch.stream().mapToLong(e -> e.inputIds().length).sum())
+                        .loss(batch -> peft.forward(task.batch(m, batch)).loss())
+                        .tokenCount(task::tokens)
+                        .evaluator(eval -> task.evaluate(peft::forward, m, eval, batchSize))
                         .checkpointWriter(peft::saveAdapter);
                 if (loraplusLrRatio != null) {
                     b.optimizer((a, trainable) -> LoraPlus.optimizer(peft, lr, loraplusLrRatio, weightDecay, maxGradNorm));
@@ -197,12 +199,12 @@ final class TrainCommand implements Callable<Integer> {
                 try (MetricsLogger logger = new MetricsLogger(metrics != null ? metrics : out.resolve("metrics.jsonl"))) {
                     b.callback(logger);
                     if (!quiet) {
-                        b.callback(new LogLines());
+                        b.callback(new LogLines(task));
                         if (System.console() != null) {
                             b.callback(new ProgressCallback(System.err, "train"));
                         }
                     }
-                    Trainer<CausalLmExample> trainer = b.build();
+                    Trainer<Object> trainer = b.build();
                     long started = System.nanoTime();
                     TrainerState st = trainer.train(resumeFrom);
                     peft.eval();
@@ -221,18 +223,14 @@ final class TrainCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** The model's single {@code eos_token_id}, appended to completions; null when absent or a list. */
-    private static Long eosId(PreTrainedModel base) {
-        try {
-            int eos = base.config().getInt("eos_token_id", -1);
-            return eos >= 0 ? (long) eos : null;
-        } catch (RuntimeException e) {
-            return null;
-        }
-    }
-
     /** {@code step i/n loss=.. lr=.. grad_norm=.. tokens_per_s=..} per logged step; eval metrics as they come. */
     private static final class LogLines implements TrainerCallback {
+        private final TextTask<?> task;
+
+        LogLines(TextTask<?> task) {
+            this.task = task;
+        }
+
         @Override
         public void onLog(TrainerState s, Map<String, Double> logs) {
             System.out.printf(Locale.ROOT, "step %d/%d loss=%.4f lr=%.3e grad_norm=%.4f tokens_per_s=%.0f%n",
@@ -242,41 +240,7 @@ final class TrainCommand implements Callable<Integer> {
 
         @Override
         public void onEvaluate(TrainerState s, Map<String, Double> metrics) {
-            System.out.printf(Locale.ROOT, "eval step %d eval_loss=%.4f eval_perplexity=%.3f%n", s.globalStep(),
-                    metrics.get("eval_loss"), Math.exp(metrics.get("eval_loss")));
-        }
-    }
-
-    /** Loads the model's {@code tokenizer.json} only when a row has text. */
-    private static final class LazyTokenizer implements Tokenizer, AutoCloseable {
-        private final Path dir;
-        private HfTokenizer tok;
-
-        LazyTokenizer(Path dir) {
-            this.dir = dir;
-        }
-
-        @Override
-        public long[] encode(String text, boolean addSpecialTokens) {
-            if (tok == null) {
-                if (!HfTokenizer.present(dir)) {
-                    throw new IllegalArgumentException("the data has text rows but " + dir
-                            + " has no tokenizer.json; give \"input_ids\" instead");
-                }
-                try {
-                    tok = HfTokenizer.load(dir);
-                } catch (IOException e) {
-                    throw new UncheckedIOException(e);
-                }
-            }
-            return tok.encode(text, addSpecialTokens);
-        }
-
-        @Override
-        public void close() {
-            if (tok != null) {
-                tok.close();
-            }
+            System.out.printf(Locale.ROOT, "eval step %d %s%n", s.globalStep(), task.describe(metrics, "eval_"));
         }
     }
 }

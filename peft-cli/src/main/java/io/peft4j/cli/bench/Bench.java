@@ -650,7 +650,7 @@ public final class Bench {
     // ---- memory and stats -----------------------------------------------------------------------------
 
     /** A field of {@code /proc/self/status} in MiB, or 0 where it is not available. */
-    static double readStatusMb(String field) {
+    public static double readStatusMb(String field) {
         try {
             for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
                 if (line.startsWith(field + ":")) {
@@ -665,7 +665,7 @@ public final class Bench {
     }
 
     /** Resets the kernel's peak-RSS mark ({@code echo 5 > /proc/self/clear_refs}); false where not allowed. */
-    static boolean resetPeakRss() {
+    public static boolean resetPeakRss() {
         if (Boolean.getBoolean("peft4j.bench.noResetPeak")) {
             return false;
         }

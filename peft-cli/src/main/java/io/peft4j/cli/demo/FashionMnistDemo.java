@@ -36,7 +36,7 @@ import java.util.function.UnaryOperator;
 public final class FashionMnistDemo {
     static final int BATCH = 10;
     static final float LR = 1e-3f;
-    private static final String LR_TEXT = "1e-3";
+    static final String LR_TEXT = "1e-3";
     static final int LORA_R = 1;
     static final int LORA_ALPHA = 1;
     static final String[] TARGETS = {"linear1", "linear2", "linear3"};
@@ -165,27 +165,10 @@ public final class FashionMnistDemo {
 
             // 1. Pre-train every parameter on the whole training set.
             long t = System.nanoTime();
-            int[] order = permutation(train.size(), rng);
-            AdamW adam = AdamW.builder().lr(LR).build();
-            List<Param> all = new ArrayList<>(mlp.namedParameters().values());
-            int steps = 0;
-            double recentLoss = 0;
-            int recent = 0;
-            int batchesPerEpoch = (train.size() + BATCH - 1) / BATCH;
-            for (int epoch = 0; epoch < opts.pretrainEpochs(); epoch++) {
-                if (epoch > 0) {
-                    order = permutation(train.size(), rng);
-                }
-                for (int b = 0; b < batchesPerEpoch; b++) {
-                    int[] idx = slice(order, b * BATCH, Math.min(train.size(), (b + 1) * BATCH));
-                    float loss = trainStep(mlp::forward, manager, train, idx, adam, all);
-                    steps++;
-                    if (b >= batchesPerEpoch - 100) {
-                        recentLoss += loss;
-                        recent++;
-                    }
-                }
-            }
+            Pretraining pre = pretrain(mlp, manager, train, opts.pretrainEpochs(), 0, rng);
+            int steps = pre.steps();
+            int recent = pre.recentBatches();
+            double recentLoss = pre.recentLoss() * recent;
             out.printf(Locale.ROOT, "1. Pre-train    %d epoch%s, %,d batches of %d, Adam lr %s, all %,d params%n",
                     opts.pretrainEpochs(), opts.pretrainEpochs() == 1 ? "" : "s", steps, BATCH, LR_TEXT,
                     mlp.numParameters());
@@ -270,6 +253,39 @@ public final class FashionMnistDemo {
         }
     }
 
+    /** What pre-training did: optimizer steps, and the mean loss of its last (up to 100) batches. */
+    record Pretraining(int steps, int recentBatches, double recentLoss) {}
+
+    /**
+     * Trains every parameter of {@code mlp} for {@code epochs} passes over {@code train} in shuffled batches of
+     * {@value #BATCH} (Adam, lr {@value #LR_TEXT}), stopping after {@code maxBatches} batches when that is > 0.
+     */
+    static Pretraining pretrain(OversizedMlp mlp, NDManager manager, FashionMnist.Split train, int epochs,
+                                int maxBatches, Random rng) {
+        AdamW adam = AdamW.builder().lr(LR).build();
+        List<Param> all = new ArrayList<>(mlp.namedParameters().values());
+        int steps = 0;
+        double recentLoss = 0;
+        int recent = 0;
+        int batchesPerEpoch = (train.size() + BATCH - 1) / BATCH;
+        int total = maxBatches > 0 ? Math.min(maxBatches, epochs * batchesPerEpoch) : epochs * batchesPerEpoch;
+        int[] order = null;
+        for (int step = 0; step < total; step++) {
+            int b = step % batchesPerEpoch;
+            if (b == 0) {
+                order = permutation(train.size(), rng);
+            }
+            int[] idx = slice(order, b * BATCH, Math.min(train.size(), (b + 1) * BATCH));
+            float loss = trainStep(mlp::forward, manager, train, idx, adam, all);
+            steps++;
+            if (step >= total - 100) {
+                recentLoss += loss;
+                recent++;
+            }
+        }
+        return new Pretraining(steps, recent, recent == 0 ? Double.NaN : recentLoss / recent);
+    }
+
     /**
      * The LoRA step, through the same {@code getPeftModel} machinery used for transformers: freezes
      * {@code mlp} and wraps {@code linear1..3} in place with rank-{@value #LORA_R} LoRA layers
@@ -311,7 +327,7 @@ public final class FashionMnistDemo {
     }
 
     /** Pixels scaled to [0, 1], shape {@code [n, 784]}. */
-    private static NDArray images(NDManager manager, FashionMnist.Split split, int[] idx) {
+    static NDArray images(NDManager manager, FashionMnist.Split split, int[] idx) {
         float[] x = new float[idx.length * FashionMnist.PIXELS];
         byte[] px = split.pixels();
         for (int i = 0; i < idx.length; i++) {
@@ -324,7 +340,7 @@ public final class FashionMnistDemo {
         return manager.create(x, new Shape(idx.length, FashionMnist.PIXELS));
     }
 
-    private static long[] labels(FashionMnist.Split split, int[] idx) {
+    static long[] labels(FashionMnist.Split split, int[] idx) {
         long[] y = new long[idx.length];
         for (int i = 0; i < idx.length; i++) {
             y[i] = split.labels()[idx[i]];
@@ -413,7 +429,7 @@ public final class FashionMnistDemo {
         return worst;
     }
 
-    private static void setThreads(int threads) {
+    static void setThreads(int threads) {
         if (threads > 0) {
             System.setProperty("ai.djl.pytorch.num_threads", Integer.toString(threads));
             Torch.engine();
@@ -422,7 +438,7 @@ public final class FashionMnistDemo {
         }
     }
 
-    private static int[] countPerClass(FashionMnist.Split split) {
+    static int[] countPerClass(FashionMnist.Split split) {
         int[] n = new int[FashionMnist.NUM_CLASSES];
         for (byte l : split.labels()) {
             n[l]++;
@@ -430,7 +446,7 @@ public final class FashionMnistDemo {
         return n;
     }
 
-    private static int[] indicesOf(FashionMnist.Split split, int cls) {
+    static int[] indicesOf(FashionMnist.Split split, int cls) {
         return java.util.stream.IntStream.range(0, split.size()).filter(i -> split.labels()[i] == cls).toArray();
     }
 

@@ -12,6 +12,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -198,13 +199,15 @@ public final class Datasets {
     }
 
     /**
-     * Reads classification rows from JSON lines / a JSON array ({@code {"text", "label"}}) or, for a {@code .csv}
+     * Reads classification rows from JSON lines / a JSON array ({@code {"text", "label"}}, or pre-tokenised
+     * {@code {"input_ids", "label"}}) or, for a {@code .csv}
      * file, CSV with a header naming {@code text} and {@code label}. Integer labels are used as they are; string
      * labels are numbered in sorted order and their names returned.
      */
     public static ClassificationData classification(Path file, Tokenizer tokenizer, int maxLength) throws IOException {
         List<String[]> raw = new ArrayList<>(); // {where, text, label}
         List<Boolean> integral = new ArrayList<>();
+        Map<Integer, long[]> pretokenised = new HashMap<>(); // raw index -> input_ids of a pre-tokenised row
         if (file.getFileName().toString().toLowerCase(java.util.Locale.ROOT).endsWith(".csv")) {
             if (!Files.isRegularFile(file)) {
                 throw new IOException(file + ": no such data file");
@@ -234,10 +237,18 @@ public final class Datasets {
             }
         } else {
             for (Row r : jsonRows(file)) {
-                String t = text(r, "text");
+                if (!r.node().isObject()) {
+                    throw new IOException(r.where() + ": expected a JSON object");
+                }
+                boolean hasIds = r.node().has("input_ids");
+                String t = hasIds ? "" : text(r, "text");
                 JsonNode label = r.node().get("label");
                 if (t == null || label == null || label.isNull()) {
-                    throw new IOException(r.where() + ": a classification row needs \"text\" and \"label\"");
+                    throw new IOException(r.where() + ": a classification row needs \"text\" (or \"input_ids\") and "
+                            + "\"label\"");
+                }
+                if (hasIds) {
+                    pretokenised.put(raw.size(), longs(r, "input_ids"));
                 }
                 if (!label.isIntegralNumber() && !label.isTextual()) {
                     throw new IOException(r.where() + ": \"label\" must be an integer or a string");
@@ -259,12 +270,13 @@ public final class Datasets {
             }
         }
         List<ClassificationExample> rows = new ArrayList<>();
-        for (String[] x : raw) {
+        for (int i = 0; i < raw.size(); i++) {
+            String[] x = raw.get(i);
             long label = allInts ? Long.parseLong(x[2]) : index.get(x[2]);
             if (label < 0) {
                 throw new IOException(x[0] + ": negative label " + label);
             }
-            long[] ids = tokenizer.encode(x[1], true);
+            long[] ids = pretokenised.containsKey(i) ? pretokenised.get(i) : tokenizer.encode(x[1], true);
             rows.add(new ClassificationExample(ids.length > maxLength ? Arrays.copyOf(ids, maxLength) : ids, label));
         }
         return new ClassificationData(rows, names);
