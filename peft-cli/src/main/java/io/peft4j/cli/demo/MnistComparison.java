@@ -72,9 +72,10 @@ public final class MnistComparison {
             int[] perClass = FashionMnistDemo.countPerClass(test);
             int[] errors = FashionMnistDemo.evaluate(mlp::forward, manager, test);
             int worst = FashionMnistDemo.worstClass(errors, perClass);
-            out.printf(Locale.ROOT, "pre-trained the 784-1000-2000-10 MLP: %,d batches of %d in %.1f s (loss %.3f); worst "
-                            + "class %d %s (%d of %d test images wrong)%n", pre.steps(), FashionMnistDemo.BATCH,
-                    (System.nanoTime() - t) / 1e9, pre.recentLoss(), worst, FashionMnist.CLASS_NAMES[worst],
+            out.printf(Locale.ROOT, "pre-trained the 784-1000-2000-10 MLP: %,d batches of %d in %.1f s (loss %.3f); "
+                            + "all-class accuracy %.4f; worst class %d %s (%d of %d test images wrong)%n", pre.steps(),
+                    FashionMnistDemo.BATCH, (System.nanoTime() - t) / 1e9, pre.recentLoss(),
+                    1.0 - (double) Arrays.stream(errors).sum() / test.size(), worst, FashionMnist.CLASS_NAMES[worst],
                     errors[worst], perClass[worst]);
             List<Integer> rows = boxed(FashionMnistDemo.indicesOf(train, worst));
             int[] testOfClass = FashionMnistDemo.indicesOf(test, worst);
