@@ -107,8 +107,6 @@ final class EvalCommand implements Callable<Integer> {
                 return t;
             }
         }
-        var arch = io.peft4j.nn.model.ModelConfig.read(modelDir.resolve("config.json")).architectures();
-        return !arch.isEmpty() && arch.get(0).endsWith("ForSequenceClassification") ? TaskType.SEQ_CLS
-                : TaskType.CAUSAL_LM;
+        return TextTask.taskOf(modelDir);
     }
 }

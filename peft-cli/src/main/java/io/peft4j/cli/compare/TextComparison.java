@@ -9,7 +9,6 @@ import io.peft4j.hub.HfModels;
 import io.peft4j.model.PeftModel;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.Torch;
-import io.peft4j.nn.model.ModelConfig;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
@@ -53,9 +52,7 @@ public final class TextComparison {
 
     public static List<Comparison.Result> run(Options o, Path adaptersDir, PrintStream out) throws IOException {
         Path modelDir = HfModels.resolve(o.model());
-        List<String> arch = ModelConfig.read(modelDir.resolve("config.json")).architectures();
-        TaskType task = !arch.isEmpty() && arch.get(0).endsWith("ForSequenceClassification") ? TaskType.SEQ_CLS
-                : TaskType.CAUSAL_LM;
+        TaskType task = TextTask.taskOf(modelDir);
         List<Comparison.Result> results = new ArrayList<>();
         try (TextTask.LazyTokenizer tok = new TextTask.LazyTokenizer(modelDir)) {
             TextTask<Object> trainTask;

@@ -78,6 +78,13 @@ public final class TextTask<E> {
         return (TextTask<Object>) t;
     }
 
+    /** SEQ_CLS for a model whose {@code architectures} names a {@code ...ForSequenceClassification}, else CAUSAL_LM. */
+    public static TaskType taskOf(Path modelDir) throws IOException {
+        List<String> arch = io.peft4j.nn.model.ModelConfig.read(modelDir.resolve("config.json")).architectures();
+        return !arch.isEmpty() && arch.get(0).endsWith("ForSequenceClassification") ? TaskType.SEQ_CLS
+                : TaskType.CAUSAL_LM;
+    }
+
     public TaskType type() {
         return type;
     }
