@@ -1,6 +1,7 @@
 package io.peft4j.cli.compare;
 
 import io.peft4j.cli.bench.Bench;
+import io.peft4j.cli.train.ProgressCallback;
 import io.peft4j.model.PeftModel;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.Param;
@@ -75,8 +76,12 @@ public final class Comparison {
                                  Supplier<Map<String, Double>> evaluate, Path adapterDir, PrintStream log)
             throws IOException {
         StepRecorder rec = new StepRecorder(log, method);
-        Trainer<E> trainer = Trainer.<E>builder().model(model).args(args).trainData(rows).loss(loss).tokenCount(tokens)
-                .callback(rec).build();
+        Trainer.Builder<E> b = Trainer.<E>builder().model(model).args(args).trainData(rows).loss(loss)
+                .tokenCount(tokens).callback(rec);
+        if (log != null && System.console() != null) {
+            b.callback(new ProgressCallback(System.err, method));
+        }
+        Trainer<E> trainer = b.build();
         long trainable = 0;
         for (Param p : trainer.trainableParameters().values()) {
             trainable += p.numel();
