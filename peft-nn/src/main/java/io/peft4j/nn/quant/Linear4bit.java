@@ -1,0 +1,271 @@
+package io.peft4j.nn.quant;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import io.peft4j.nn.F;
+import io.peft4j.nn.Module;
+import io.peft4j.nn.NoGrad;
+import io.peft4j.nn.Param;
+import io.peft4j.nn.layers.Linear;
+
+/**
+ * A Linear layer whose frozen weight is stored in 4 bits (bitsandbytes' {@code Linear4bit}): {@code weight} is the
+ * packed codes, {@code UINT8} of shape {@code (ceil(out*in/2), 1)} as bitsandbytes stores them, and the quant state
+ * (absmax per block, or its double-quantised form, and the code books) lives in non-persistent buffers. Nothing in
+ * full precision is kept: every forward dequantises the weight with DJL ops ({@code code[q] * absmax}) into a
+ * temporary that the step's {@code NDScope} frees, then runs a float32 linear. The packed arrays never require grad.
+ */
+public class Linear4bit extends Module {
+    private final long inFeatures;
+    private final long outFeatures;
+    private String quantType;
+    private int blocksize;
+    private String dtype;
+    private boolean nested;
+    private int nestedBlocksize;
+    private String nestedDtype;
+    private float offset;
+
+    /**
+     * A layer holding already-quantised data.
+     *
+     * @param packed codes and quant state; the state's shape must be {@code [out, in]}
+     * @param bias   float bias of length {@code out}, or null (the layer takes ownership as its {@code bias} Param)
+     */
+    public Linear4bit(NDManager manager, Quantizer.Packed packed, NDArray bias) {
+        long[] shape = packed.state().shape();
+        if (shape.length != 2) {
+            throw new IllegalArgumentException("Linear4bit: quant_state shape must be [out, in], got "
+                    + java.util.Arrays.toString(shape));
+        }
+        this.outFeatures = shape[0];
+        this.inFeatures = shape[1];
+        registerParameter("weight", new Param(uint8(manager, new byte[1], new Shape(1, 1)), false));
+        setQuantized(manager, packed);
+        if (bias != null) {
+            if (bias.getShape().size() != outFeatures) {
+                throw new IllegalArgumentException("Linear4bit: bias has shape " + bias.getShape() + ", expected ("
+                        + outFeatures + ")");
+            }
+            registerParameter("bias", new Param(bias, false));
+        }
+    }
+
+    /**
+     * Quantises a float Linear (its weight is read, not closed: the caller drops the original). The bias Param is
+     * shared with the new layer.
+     */
+    public static Linear4bit quantize(Linear linear, String quantType, int blocksize, boolean doubleQuant) {
+        NDArray w = linear.weight().data();
+        Quantizer.Packed p = Quantizer.quantize4bit(w.toFloatArray(), w.getShape().getShape(), quantType, blocksize,
+                doubleQuant);
+        Linear4bit q = new Linear4bit(w.getManager(), p, null);
+        if (linear.bias() != null) {
+            q.registerParameter("bias", linear.bias());
+        }
+        return q;
+    }
+
+    /** Installs new packed data and quant state (the shape must stay {@code [out, in]}). */
+    public final void setQuantized(NDManager manager, Quantizer.Packed packed) {
+        QuantState s = packed.state();
+        if (s.shape().length != 2 || s.shape()[0] != outFeatures || s.shape()[1] != inFeatures) {
+            throw new IllegalArgumentException("Linear4bit: quant_state shape " + java.util.Arrays.toString(s.shape())
+                    + " does not match the layer's [" + outFeatures + ", " + inFeatures + "]");
+        }
+        long n = s.numel();
+        if (packed.data().length != (n + 1) / 2) {
+            throw new IllegalArgumentException("Linear4bit: " + packed.data().length + " packed bytes for shape ["
+                    + outFeatures + ", " + inFeatures + "], expected " + (n + 1) / 2);
+        }
+        Quantizer.checkBlocksize(s.blocksize(), "Linear4bit");
+        this.quantType = s.quantType();
+        this.blocksize = s.blocksize();
+        this.dtype = s.dtype();
+        this.nested = s.nested();
+        this.nestedBlocksize = s.nestedBlocksize();
+        this.nestedDtype = s.nestedDtype();
+        this.offset = s.offset();
+        param("weight").setData(uint8(manager, packed.data(), new Shape(packed.data().length, 1)));
+        float[] code = s.code();
+        float[] lut = new float[512];
+        for (int b = 0; b < 256; b++) {
+            lut[2 * b] = code[b >>> 4];
+            lut[2 * b + 1] = code[b & 15];
+        }
+        setBuffer("quant_map", manager.create(code));
+        setBuffer("code_pairs", manager.create(lut, new Shape(256, 2)));
+        if (nested) {
+            setBuffer("absmax", uint8(manager, s.absmaxCodes(), new Shape(s.absmaxCodes().length)));
+            setBuffer("nested_absmax", manager.create(s.nestedAbsmax()));
+            setBuffer("nested_quant_map", manager.create(s.nestedCode()));
+        } else {
+            setBuffer("absmax", manager.create(s.absmax()));
+            dropBuffer("nested_absmax");
+            dropBuffer("nested_quant_map");
+        }
+    }
+
+    /** A {@code UINT8} array of raw bytes ({@code manager.create(byte[])} would make INT8). */
+    static NDArray uint8(NDManager manager, byte[] bytes, Shape shape) {
+        java.nio.ByteBuffer buf = manager.allocateDirect(bytes.length);
+        buf.put(bytes);
+        buf.rewind();
+        return manager.create(buf, shape, DataType.UINT8);
+    }
+
+    private void setBuffer(String name, NDArray data) {
+        if (buffers().containsKey(name)) {
+            buffer(name).setData(data);
+        } else {
+            registerBuffer(name, data, false);
+        }
+    }
+
+    private void dropBuffer(String name) {
+        if (buffers().containsKey(name)) {
+            buffer(name).data().close();
+            removeBuffer(name);
+        }
+    }
+
+    public long inFeatures() {
+        return inFeatures;
+    }
+
+    public long outFeatures() {
+        return outFeatures;
+    }
+
+    public String quantType() {
+        return quantType;
+    }
+
+    public int blocksize() {
+        return blocksize;
+    }
+
+    public boolean doubleQuant() {
+        return nested;
+    }
+
+    /** The packed codes (frozen, {@code UINT8 (ceil(n/2), 1)}). */
+    public Param weight() {
+        return param("weight");
+    }
+
+    public Param bias() {
+        return paramOrNull("bias");
+    }
+
+    /** Bytes held for the weight: packed codes, absmax (and nested state), code books. */
+    public long weightBytes() {
+        long bytes = weight().data().getShape().size();
+        for (Param p : buffers().values()) {
+            bytes += p.data().getShape().size() * p.data().getDataType().getNumOfBytes();
+        }
+        return bytes;
+    }
+
+    /** The absmax of each block as float32 {@code (blocks)}, in DJL ops. */
+    private NDArray absmaxFloat() {
+        NDArray am = buffer("absmax").data();
+        if (!nested) {
+            return am;
+        }
+        long blocks = am.getShape().size();
+        NDArray vals = F.embedding(am.toType(DataType.INT32, false), buffer("nested_quant_map").data().reshape(-1, 1))
+                .reshape(-1);
+        NDArray scales = buffer("nested_absmax").data();
+        long nb = scales.getShape().size();
+        NDArray scaled = scaleBlocks(vals, scales, nestedBlocksize, nb, blocks);
+        return F.add(scaled, offset);
+    }
+
+    /** {@code vals[i] * scales[i / bs]} for {@code i < n} ({@code scales} has {@code nb = ceil(n / bs)} entries). */
+    private static NDArray scaleBlocks(NDArray vals, NDArray scales, int bs, long nb, long n) {
+        if (n == nb * bs) {
+            return vals.reshape(nb, bs).mul(scales.reshape(nb, 1)).reshape(-1);
+        }
+        NDArray pad = vals.getManager().zeros(new Shape(nb * bs - n), vals.getDataType());
+        return vals.concat(pad).reshape(nb, bs).mul(scales.reshape(nb, 1)).reshape(-1).get("0:" + n);
+    }
+
+    /**
+     * The weight as float32 {@code (out, in)}, computed with DJL ops: each byte looks up its pair of code values
+     * (high nibble first), times the absmax of its block. The result belongs to the current scope.
+     */
+    public NDArray dequantize() {
+        NDArray packed = weight().data();
+        long n = outFeatures * inFeatures;
+        NDArray pairs = F.embedding(packed.reshape(-1).toType(DataType.INT32, false), buffer("code_pairs").data());
+        NDArray vals = pairs.reshape(-1);
+        if (vals.getShape().size() != n) {
+            vals = vals.get("0:" + n);
+        }
+        NDArray scales = absmaxFloat();
+        long nb = scales.getShape().size();
+        return scaleBlocks(vals, scales, blocksize, nb, n).reshape(outFeatures, inFeatures);
+    }
+
+    /** The codes and quant state as Java arrays (for saving and re-quantising). */
+    public Quantizer.Packed toPacked() {
+        byte[] data = weight().data().toByteArray();
+        long[] shape = {outFeatures, inFeatures};
+        float[] code = buffer("quant_map").data().toFloatArray();
+        QuantState s = nested
+                ? new QuantState(quantType, blocksize, shape, dtype, code, null, buffer("absmax").data().toByteArray(),
+                        buffer("nested_absmax").data().toFloatArray(), nestedBlocksize,
+                        buffer("nested_quant_map").data().toFloatArray(), nestedDtype, offset)
+                : new QuantState(quantType, blocksize, shape, dtype, code, buffer("absmax").data().toFloatArray(),
+                        null, null, 0, null, null, 0f);
+        return new Quantizer.Packed(data, s);
+    }
+
+    /**
+     * Replaces the stored weight by the quantisation of {@code w} ({@code (out, in)} float), with this layer's quant
+     * type, block size and double quantisation. Lossy: used by merging.
+     */
+    public void requantize(NDArray w) {
+        float[] data;
+        try (NoGrad ignored = NoGrad.enter()) {
+            data = w.toType(DataType.FLOAT32, false).toFloatArray();
+        }
+        Quantizer.Packed p = Quantizer.quantize4bit(data, new long[] {outFeatures, inFeatures}, quantType, blocksize,
+                nested);
+        QuantState s = p.state();
+        QuantState keepDtype = new QuantState(s.quantType(), s.blocksize(), s.shape(), dtype, s.code(), s.absmax(),
+                s.absmaxCodes(), s.nestedAbsmax(), s.nestedBlocksize(), s.nestedCode(), s.nestedDtype(), s.offset());
+        setQuantized(weight().data().getManager(), new Quantizer.Packed(p.data(), keepDtype));
+    }
+
+    /** A float {@link Linear} with the dequantised weight and a copy of the bias (merging into full precision). */
+    public Linear toLinear() {
+        NDManager m = weight().data().getManager();
+        Linear lin = new Linear(m, inFeatures, outFeatures, bias() != null);
+        try (NoGrad ignored = NoGrad.enter()) {
+            NDArray w = dequantize();
+            lin.weight().setData(w);
+            if (bias() != null) {
+                lin.bias().setData(bias().data().duplicate());
+            }
+        }
+        lin.train(isTraining());
+        return lin;
+    }
+
+    @Override
+    public NDArray forward(NDArray x) {
+        NDArray w = dequantize();
+        Param b = bias();
+        return F.linear(x, w, b == null ? null : b.data());
+    }
+
+    @Override
+    public String extraRepr() {
+        return "in_features=" + inFeatures + ", out_features=" + outFeatures + ", bias=" + (bias() != null)
+                + ", quant_type=" + quantType + ", blocksize=" + blocksize + ", double_quant=" + nested;
+    }
+}
