@@ -1,0 +1,84 @@
+package io.peft4j.nn.quant;
+
+import io.peft4j.nn.Module;
+import io.peft4j.nn.NoGrad;
+import io.peft4j.nn.Param;
+import io.peft4j.nn.layers.Linear;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.Map;
+import java.util.Set;
+
+/** Converting a module tree between float32 Linear layers and {@link Linear4bit}. */
+public final class Quantization {
+    private static final Logger LOG = LoggerFactory.getLogger(Quantization.class);
+
+    private Quantization() {}
+
+    /**
+     * Replaces every {@link Linear} that {@code config} does not skip by a {@link Linear4bit}, closing its float
+     * weight as soon as it is quantised (no full-precision copy is kept). A Linear whose weight is shared with
+     * another module (tied embeddings) stays in float32. Returns the number of layers converted.
+     */
+    public static int quantize(Module model, BitsAndBytesConfig config) {
+        Set<Param> otherOwners = Collections.newSetFromMap(new IdentityHashMap<>());
+        for (Module m : model.namedModules().values()) {
+            if (!(m instanceof Linear)) {
+                otherOwners.addAll(m.parameters().values());
+            }
+        }
+        int n = 0;
+        for (Map.Entry<String, Module> e : model.namedModules().entrySet()) {
+            if (!(e.getValue() instanceof Linear lin) || e.getKey().isEmpty() || config.skips(e.getKey())) {
+                continue;
+            }
+            if (otherOwners.contains(lin.weight())) {
+                LOG.warn("{} shares its weight with another module (tied embeddings); kept in full precision", e.getKey());
+                continue;
+            }
+            Linear4bit q;
+            try (NoGrad ignored = NoGrad.enter()) {
+                q = Linear4bit.quantize(lin, config.quantType(), config.blocksize(), config.doubleQuant());
+            }
+            q.train(lin.isTraining());
+            model.setSubmodule(e.getKey(), q);
+            lin.weight().data().close();
+            n++;
+        }
+        return n;
+    }
+
+    /** Replaces every {@link Linear4bit} by a float32 {@link Linear} with the dequantised weight; returns the count. */
+    public static int dequantize(Module model) {
+        int n = 0;
+        for (Map.Entry<String, Module> e : model.namedModules().entrySet()) {
+            if (e.getValue() instanceof Linear4bit q && !e.getKey().isEmpty()) {
+                model.setSubmodule(e.getKey(), q.toLinear());
+                q.weight().data().close();
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /** True when the tree holds a 4-bit layer. */
+    public static boolean isQuantized(Module model) {
+        return model.namedModules().values().stream().anyMatch(m -> m instanceof Linear4bit);
+    }
+
+    /** {@code {bytes, parameters}} of the 4-bit layers' weights (codes and quant state; biases excluded). */
+    public static long[] quantizedWeightFootprint(Module model) {
+        long bytes = 0;
+        long params = 0;
+        for (Module m : model.namedModules().values()) {
+            if (m instanceof Linear4bit q) {
+                bytes += q.weightBytes();
+                params += q.inFeatures() * q.outFeatures();
+            }
+        }
+        return new long[] {bytes, params};
+    }
+}
