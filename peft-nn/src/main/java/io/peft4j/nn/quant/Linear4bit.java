@@ -89,14 +89,7 @@ public class Linear4bit extends Module {
         this.nestedDtype = s.nestedDtype();
         this.offset = s.offset();
         param("weight").setData(uint8(manager, packed.data(), new Shape(packed.data().length, 1)));
-        float[] code = s.code();
-        float[] lut = new float[512];
-        for (int b = 0; b < 256; b++) {
-            lut[2 * b] = code[b >>> 4];
-            lut[2 * b + 1] = code[b & 15];
-        }
-        setBuffer("quant_map", manager.create(code));
-        setBuffer("code_pairs", manager.create(lut, new Shape(256, 2)));
+        setBuffer("quant_map", manager.create(s.code()));
         if (nested) {
             setBuffer("absmax", uint8(manager, s.absmaxCodes(), new Shape(s.absmaxCodes().length)));
             setBuffer("nested_absmax", manager.create(s.nestedAbsmax()));
@@ -160,7 +153,7 @@ public class Linear4bit extends Module {
         return paramOrNull("bias");
     }
 
-    /** Bytes held for the weight: packed codes, absmax (and nested state), code books. */
+    /** Bytes held for the weight: packed codes, absmax (and nested state), code books ({@code quant_map}, 64 bytes). */
     public long weightBytes() {
         long bytes = weight().data().getShape().size();
         for (Param p : buffers().values()) {
@@ -200,7 +193,7 @@ public class Linear4bit extends Module {
     public NDArray dequantize() {
         NDArray packed = weight().data();
         long n = outFeatures * inFeatures;
-        NDArray pairs = F.embedding(packed.reshape(-1).toType(DataType.INT32, false), buffer("code_pairs").data());
+        NDArray pairs = F.embedding(packed.reshape(-1).toType(DataType.INT32, false), codePairs(packed.getManager()));
         NDArray vals = pairs.reshape(-1);
         if (vals.getShape().size() != n) {
             vals = vals.get("0:" + n);
@@ -208,6 +201,27 @@ public class Linear4bit extends Module {
         NDArray scales = absmaxFloat();
         long nb = scales.getShape().size();
         return scaleBlocks(vals, scales, blocksize, nb, n).reshape(outFeatures, inFeatures);
+    }
+
+    private static final int[] HIGH = new int[256];
+    private static final int[] LOW = new int[256];
+
+    static {
+        for (int b = 0; b < 256; b++) {
+            HIGH[b] = b >>> 4;
+            LOW[b] = b & 15;
+        }
+    }
+
+    /**
+     * {@code (256, 2)}: for each byte value, the code values of its high and low nibble (built per call from the
+     * 16-value code book, so no per-layer table is stored).
+     */
+    private NDArray codePairs(NDManager m) {
+        NDArray code = buffer("quant_map").data().reshape(16, 1);
+        NDArray hi = F.embedding(m.create(HIGH), code);
+        NDArray lo = F.embedding(m.create(LOW), code);
+        return hi.concat(lo, 1);
     }
 
     /** The codes and quant state as Java arrays (for saving and re-quantising). */

@@ -97,10 +97,10 @@ class Linear4bitTest {
         float[] w = normal(512 * 512, 3);
         Linear4bit plain = new Linear4bit(manager, Quantizer.quantize4bit(w, new long[] {512, 512}, "nf4", 64, false), null);
         Linear4bit dq = new Linear4bit(manager, Quantizer.quantize4bit(w, new long[] {512, 512}, "nf4", 64, true), null);
-        // packed 0.5 + absmax 4/64, + lookup tables (2 KiB + 64 B)
-        assertThat(plain.weightBytes()).isEqualTo(512 * 256 + 4096 * 4 + 16 * 4 + 256 * 2 * 4);
-        // packed 0.5 + 1 byte code per 64 + 16 nested absmax floats + 256 nested map
-        assertThat(dq.weightBytes()).isEqualTo(512 * 256 + 4096 + 16 * 4 + 16 * 4 + 256 * 2 * 4 + 256 * 4);
+        // packed 0.5 + absmax 4/64 + the 16-value code book
+        assertThat(plain.weightBytes()).isEqualTo(512 * 256 + 4096 * 4 + 16 * 4);
+        // packed 0.5 + 1 byte code per 64 + 16 nested absmax floats + the 256-value nested map + code book
+        assertThat(dq.weightBytes()).isEqualTo(512 * 256 + 4096 + 16 * 4 + 256 * 4 + 16 * 4);
         assertThat((double) dq.weightBytes() / (512 * 512)).isLessThan(0.53);
     }
 
