@@ -133,21 +133,20 @@ public final class Checkpoints {
                 String ckptWeight = e.getValue();
                 long[] want = {q.outFeatures(), q.inFeatures()};
                 TensorInfo info = st.info(ckptWeight);
-                Quantizer.Packed packed;
                 if (info.dtype().isFloating()) {
                     // a float checkpoint loaded in 4 bits: quantise this tensor now, keep no float copy
                     if (!java.util.Arrays.equals(info.shape(), want)) {
                         throw new IllegalArgumentException(dirOrFile + ": size mismatch for '" + ckptWeight
                                 + "': checkpoint has shape " + new Shape(info.shape()) + ", model expects " + new Shape(want));
                     }
-                    packed = Quantizer.quantize4bit(st.toFloatArray(ckptWeight), want, q.quantType(), q.blocksize(),
-                            q.doubleQuant());
+                    try (NDArray raw = st.toNDArray(ckptWeight, manager)) {
+                        q.quantizeFrom(raw);
+                    }
                 } else {
-                    String prefix = ckptWeight;
-                    packed = BnbFormat.fromTensors(prefix, n -> st.contains(n)
+                    Quantizer.Packed packed = BnbFormat.fromTensors(ckptWeight, n -> st.contains(n)
                             ? TensorData.of(st.info(n).dtype(), st.info(n).shape(), st.bytes(n)) : null, want, source);
+                    q.setQuantized(manager, packed);
                 }
-                q.setQuantized(manager, packed);
             }
             for (Map.Entry<String, String> e : toLoad.entrySet()) {
                 Param p = own.get(e.getKey());

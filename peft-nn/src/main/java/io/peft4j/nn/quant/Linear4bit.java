@@ -59,13 +59,90 @@ public class Linear4bit extends Module {
      */
     public static Linear4bit quantize(Linear linear, String quantType, int blocksize, boolean doubleQuant) {
         NDArray w = linear.weight().data();
-        Quantizer.Packed p = Quantizer.quantize4bit(w.toFloatArray(), w.getShape().getShape(), quantType, blocksize,
-                doubleQuant);
-        Linear4bit q = new Linear4bit(w.getManager(), p, null);
+        Linear4bit q = new Linear4bit(w.getManager(), new Quantizer.Packed(new byte[1], Quantizer.stateFor(
+                new float[1], new long[] {1, 1}, quantType, blocksize, doubleQuant)), null, linear.inFeatures(),
+                linear.outFeatures());
+        q.quantizeFrom(w);
         if (linear.bias() != null) {
             q.registerParameter("bias", linear.bias());
         }
         return q;
+    }
+
+    /** A layer of another shape than {@code packed}'s, about to be filled by {@link #quantizeFrom}. */
+    private Linear4bit(NDManager manager, Quantizer.Packed placeholder, NDArray bias, long in, long out) {
+        this.outFeatures = out;
+        this.inFeatures = in;
+        registerParameter("weight", new Param(uint8(manager, new byte[1], new Shape(1, 1)), false));
+        QuantState s = placeholder.state();
+        this.quantType = s.quantType();
+        this.blocksize = s.blocksize();
+        this.dtype = s.dtype();
+        this.nested = s.nested();
+    }
+
+    /**
+     * Replaces the stored weight by the quantisation of {@code w} ({@code (out, in)}, any float type), with this
+     * layer's quant type, block size and double quantisation, computed with DJL ops (the same codes and absmax as
+     * {@link Quantizer#quantize4bit}); only the per-block absmax passes through Java for the double quantisation.
+     */
+    public void quantizeFrom(NDArray w) {
+        if (w.getShape().size() != outFeatures * inFeatures) {
+            throw new IllegalArgumentException("Linear4bit: cannot quantise a weight of shape " + w.getShape()
+                    + " into [" + outFeatures + ", " + inFeatures + "]");
+        }
+        NDManager owner = weight().data().getManager();
+        long n = outFeatures * inFeatures;
+        long nb = (n + blocksize - 1) / blocksize;
+        float[] code = QuantCodes.fourBit(quantType);
+        Integer[] order = new Integer[16];
+        for (int i = 0; i < 16; i++) {
+            order[i] = i;
+        }
+        java.util.Arrays.sort(order, (a, b) -> Float.compare(code[a], code[b]));
+        float[] sortedIndex = new float[16];
+        for (int i = 0; i < 16; i++) {
+            sortedIndex[i] = order[i];
+        }
+        NDArray packedCodes;
+        float[] absmax;
+        try (NoGrad ignored = NoGrad.enter(); ai.djl.ndarray.NDScope scope = new ai.djl.ndarray.NDScope()) {
+            scope.suppressNotUsedWarning();
+            NDManager m = w.getManager();
+            NDArray flat = w.toType(DataType.FLOAT32, false).reshape(-1);
+            if (nb * blocksize != n) {
+                flat = flat.concat(m.zeros(new Shape(nb * blocksize - n)));
+            }
+            NDArray blocks = flat.reshape(nb, blocksize);
+            NDArray amax = blocks.abs().max(new int[] {1}, true);
+            // an all-zero block divides by 1: its values stay 0 and take the code nearest 0
+            NDArray safe = amax.add(amax.eq(0f).toType(DataType.FLOAT32, false));
+            NDArray x = blocks.div(safe).reshape(-1);
+            if (nb * blocksize != n) {
+                x = x.get("0:" + n);
+            }
+            // rank among the sorted code values = number of midpoints strictly below x (ties go to the lower value)
+            NDArray rank = m.zeros(x.getShape(), DataType.INT32);
+            for (int i = 0; i < 15; i++) {
+                float mid = (code[order[i]] + code[order[i + 1]]) / 2f;
+                rank = rank.add(x.gt(mid).toType(DataType.INT32, false));
+            }
+            NDArray idx = F.embedding(rank, m.create(sortedIndex, new Shape(16, 1))).reshape(-1);
+            if (n % 2 == 1) {
+                idx = idx.concat(m.zeros(new Shape(1)));
+            }
+            NDArray pairs = idx.reshape(-1, 2);
+            NDArray bytes = pairs.get(":, 0").mul(m.create(16f)).add(pairs.get(":, 1"));
+            packedCodes = bytes.toType(DataType.INT32, false).toType(DataType.UINT8, false).reshape(-1, 1);
+            packedCodes.attach(owner);
+            ai.djl.ndarray.NDScope.unregister(packedCodes);
+            absmax = amax.reshape(-1).toFloatArray();
+        }
+        QuantState s = Quantizer.stateFor(absmax, new long[] {outFeatures, inFeatures}, quantType, blocksize, nested);
+        QuantState keepDtype = new QuantState(s.quantType(), s.blocksize(), s.shape(), dtype, s.code(), s.absmax(),
+                s.absmaxCodes(), s.nestedAbsmax(), s.nestedBlocksize(), s.nestedCode(), s.nestedDtype(), s.offset());
+        setState(owner, keepDtype);
+        param("weight").setData(packedCodes);
     }
 
     /** Installs new packed data and quant state (the shape must stay {@code [out, in]}). */
@@ -81,6 +158,11 @@ public class Linear4bit extends Module {
                     + outFeatures + ", " + inFeatures + "], expected " + (n + 1) / 2);
         }
         Quantizer.checkBlocksize(s.blocksize(), "Linear4bit");
+        setState(manager, s);
+        param("weight").setData(uint8(manager, packed.data(), new Shape(packed.data().length, 1)));
+    }
+
+    private void setState(NDManager manager, QuantState s) {
         this.quantType = s.quantType();
         this.blocksize = s.blocksize();
         this.dtype = s.dtype();
@@ -88,7 +170,6 @@ public class Linear4bit extends Module {
         this.nestedBlocksize = s.nestedBlocksize();
         this.nestedDtype = s.nestedDtype();
         this.offset = s.offset();
-        param("weight").setData(uint8(manager, packed.data(), new Shape(packed.data().length, 1)));
         setBuffer("quant_map", manager.create(s.code()));
         if (nested) {
             setBuffer("absmax", uint8(manager, s.absmaxCodes(), new Shape(s.absmaxCodes().length)));
@@ -243,16 +324,7 @@ public class Linear4bit extends Module {
      * type, block size and double quantisation. Lossy: used by merging.
      */
     public void requantize(NDArray w) {
-        float[] data;
-        try (NoGrad ignored = NoGrad.enter()) {
-            data = w.toType(DataType.FLOAT32, false).toFloatArray();
-        }
-        Quantizer.Packed p = Quantizer.quantize4bit(data, new long[] {outFeatures, inFeatures}, quantType, blocksize,
-                nested);
-        QuantState s = p.state();
-        QuantState keepDtype = new QuantState(s.quantType(), s.blocksize(), s.shape(), dtype, s.code(), s.absmax(),
-                s.absmaxCodes(), s.nestedAbsmax(), s.nestedBlocksize(), s.nestedCode(), s.nestedDtype(), s.offset());
-        setQuantized(weight().data().getManager(), new Quantizer.Packed(p.data(), keepDtype));
+        quantizeFrom(w);
     }
 
     /** A float {@link Linear} with the dequantised weight and a copy of the bias (merging into full precision). */

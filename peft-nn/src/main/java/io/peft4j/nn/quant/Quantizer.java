@@ -61,9 +61,20 @@ public final class Quantizer {
                 packed[i >> 1] |= (byte) ((i & 1) == 0 ? q << 4 : q);
             }
         }
+        return new Packed(packed, stateFor(absmax, shape, quantType, blocksize, doubleQuant));
+    }
+
+    /**
+     * The quant state of a tensor of {@code shape} whose blocks have these absmax values: plain, or with the absmax
+     * double-quantised ({@code absmax - mean} in 8-bit dynamic codes, blocks of {@link #NESTED_BLOCKSIZE}).
+     */
+    public static QuantState stateFor(float[] absmax, long[] shape, String quantType, int blocksize,
+                                      boolean doubleQuant) {
+        float[] code = QuantCodes.fourBit(quantType);
+        int blocks = absmax.length;
         if (!doubleQuant) {
-            return new Packed(packed, new QuantState(quantType, blocksize, shape.clone(), "float32", code, absmax,
-                    null, null, 0, null, null, 0f));
+            return new QuantState(quantType, blocksize, shape.clone(), "float32", code, absmax,
+                    null, null, 0, null, null, 0f);
         }
         float offset = mean(absmax);
         float[] centred = new float[blocks];
@@ -73,8 +84,8 @@ public final class Quantizer {
         float[] nestedCode = QuantCodes.dynamic8bit();
         byte[] codes = new byte[blocks];
         float[] nestedAbsmax = quantizeBlockwise8(centred, nestedCode, NESTED_BLOCKSIZE, codes);
-        return new Packed(packed, new QuantState(quantType, blocksize, shape.clone(), "float32", code, null, codes,
-                nestedAbsmax, NESTED_BLOCKSIZE, nestedCode, "float32", offset));
+        return new QuantState(quantType, blocksize, shape.clone(), "float32", code, null, codes,
+                nestedAbsmax, NESTED_BLOCKSIZE, nestedCode, "float32", offset);
     }
 
     private static float mean(float[] v) {

@@ -62,6 +62,31 @@ class Linear4bitTest {
         }
     }
 
+    /** Quantising with DJL ops gives the Java reference's codes and absmax, byte for byte. */
+    @Test
+    void djlQuantisationMatchesTheJavaReferenceExactly() {
+        int[][] cases = {{3, 35, 32, 0, 0}, {64, 300, 64, 1, 0}, {5, 7, 64, 1, 1}, {16, 64, 64, 0, 1}};
+        for (int[] c : cases) {
+            float[] w = normal(c[0] * c[1], c[0] * 7L + c[1]);
+            java.util.Arrays.fill(w, 0, Math.min(w.length, 32), 0f); // an all-zero block
+            String type = c[4] == 1 ? "fp4" : "nf4";
+            Quantizer.Packed ref = Quantizer.quantize4bit(w, new long[] {c[0], c[1]}, type, c[2], c[3] == 1);
+            Linear lin = new Linear(manager, c[1], c[0], false);
+            lin.weight().setData(manager.create(w, new Shape(c[0], c[1])));
+            Linear4bit q = Linear4bit.quantize(lin, type, c[2], c[3] == 1);
+            Quantizer.Packed got = q.toPacked();
+            String what = java.util.Arrays.toString(c);
+            assertThat(got.data()).as(what).containsExactly(ref.data());
+            if (c[3] == 1) {
+                assertThat(got.state().absmaxCodes()).as(what).containsExactly(ref.state().absmaxCodes());
+                assertThat(got.state().nestedAbsmax()).as(what).containsExactly(ref.state().nestedAbsmax());
+                assertThat(got.state().offset()).as(what).isEqualTo(ref.state().offset());
+            } else {
+                assertThat(got.state().absmax()).as(what).containsExactly(ref.state().absmax());
+            }
+        }
+    }
+
     @Test
     void forwardIsLinearOnTheDequantisedWeightAndGradientsReachTheInputOnly() {
         Linear lin = new Linear(manager, 64, 6, true);
