@@ -274,14 +274,23 @@ public class Linear4bit extends Module {
     public NDArray dequantize() {
         NDArray packed = weight().data();
         long n = outFeatures * inFeatures;
-        NDArray pairs = F.embedding(packed.reshape(-1).toType(DataType.INT32, false), codePairs(packed.getManager()));
-        NDArray vals = pairs.reshape(-1);
-        if (vals.getShape().size() != n) {
-            vals = vals.get("0:" + n);
+        NDArray w;
+        // the int32 indices, code pairs and block scales are freed here, not at the end of the step
+        try (ai.djl.ndarray.NDScope scope = new ai.djl.ndarray.NDScope()) {
+            scope.suppressNotUsedWarning();
+            NDArray pairs = F.embedding(packed.reshape(-1).toType(DataType.INT32, false),
+                    codePairs(packed.getManager()));
+            NDArray vals = pairs.reshape(-1);
+            if (vals.getShape().size() != n) {
+                vals = vals.get("0:" + n);
+            }
+            NDArray scales = absmaxFloat();
+            long nb = scales.getShape().size();
+            w = scaleBlocks(vals, scales, blocksize, nb, n).reshape(outFeatures, inFeatures);
+            ai.djl.ndarray.NDScope.unregister(w);
         }
-        NDArray scales = absmaxFloat();
-        long nb = scales.getShape().size();
-        return scaleBlocks(vals, scales, blocksize, nb, n).reshape(outFeatures, inFeatures);
+        ai.djl.ndarray.NDScope.register(w);
+        return w;
     }
 
     private static final int[] HIGH = new int[256];
@@ -346,7 +355,12 @@ public class Linear4bit extends Module {
     public NDArray forward(NDArray x) {
         NDArray w = dequantize();
         Param b = bias();
-        return F.linear(x, w, b == null ? null : b.data());
+        NDArray y = F.linear(x, w, b == null ? null : b.data());
+        // Freed right away: in inference nothing else uses it; in training autograd holds its own reference for the
+        // backward pass and releases it with the graph.
+        ai.djl.ndarray.NDScope.unregister(w);
+        w.close();
+        return y;
     }
 
     @Override
