@@ -125,7 +125,9 @@ public class Linear4bit extends Module {
             NDArray rank = m.zeros(x.getShape(), DataType.INT32);
             for (int i = 0; i < 15; i++) {
                 float mid = (code[order[i]] + code[order[i + 1]]) / 2f;
-                rank = rank.add(x.gt(mid).toType(DataType.INT32, false));
+                try (NDArray gt = x.gt(mid); NDArray one = gt.toType(DataType.INT32, false)) {
+                    rank.addi(one); // in place: one rank array, not fifteen, per layer
+                }
             }
             NDArray idx = F.embedding(rank, m.create(sortedIndex, new Shape(16, 1))).reshape(-1);
             if (n % 2 == 1) {
