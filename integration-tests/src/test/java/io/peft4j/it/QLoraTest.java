@@ -275,6 +275,58 @@ class QLoraTest {
     }
 
     @Test
+    void gpt2Conv1DLayersAreQuantisedTransposedAsTransformersDoes(@TempDir Path tmp) throws Exception {
+        String gpt2 = Reference.model("gpt2").toString();
+        Torch.manualSeed(6);
+        try (PreTrainedModel fp = HfModels.fromPretrained(gpt2);
+             PreTrainedModel q = HfModels.fromPretrained(gpt2, null, BitsAndBytesConfig.nf4())) {
+            String attn = q.namedModules().keySet().stream().filter(k -> k.endsWith("h.0.attn.c_attn")).findFirst()
+                    .orElseThrow();
+            Linear4bit cAttn = (Linear4bit) q.getSubmodule(attn);
+            assertThat(cAttn.fromConv1D()).isTrue();
+            assertThat(cAttn.inFeatures()).isEqualTo(64);
+            assertThat(cAttn.outFeatures()).isEqualTo(192);
+            // 4 Conv1D per block (c_attn, attn.c_proj, c_fc, mlp.c_proj) x 2 blocks; the tied lm_head stays float
+            assertThat(q.namedModules().values().stream().filter(m -> m instanceof Linear4bit)).hasSize(8);
+            NDArray ids = Reference.inputs(q.manager())[0];
+            double err = relRms(logits(q, ids), logits(fp, ids));
+            System.out.printf(java.util.Locale.ROOT, "qlora: 4-bit reference GPT-2 logits relative RMS error %.4f%n", err);
+            assertThat(err).isGreaterThan(0.0).isLessThan(0.3);
+
+            // bitsandbytes layout: the quant state has the transposed (out, in) shape
+            Path dir = tmp.resolve("gpt2-4bit");
+            HfModels.savePretrained(q, dir);
+            try (SafetensorsFile f = SafetensorsFile.open(dir.resolve("model.safetensors"))) {
+                String qs = new String(bytes(f, attn + ".weight.quant_state.bitsandbytes__nf4"), StandardCharsets.UTF_8);
+                assertThat(qs).contains("\"shape\": [192, 64]");
+                assertThat(f.info(attn + ".bias").dtype()).isEqualTo(DType.F32);
+            }
+            try (PreTrainedModel back = HfModels.fromPretrained(dir.toString())) {
+                assertThat(((Linear4bit) back.getSubmodule(attn)).fromConv1D()).isTrue();
+                assertThat(logits(back, ids)).containsExactly(logits(q, ids));
+            }
+
+            // LoRA on the default c_attn target, then an exact merge back to a float32 GPT-2 with Conv1D weights (in, out)
+            PeftModel peft = PeftModel.getPeftModel(q, LoraConfig.builder().r(4).loraAlpha(8)
+                    .taskType(TaskType.CAUSAL_LM).build());
+            try (NoGrad g = NoGrad.enter()) {
+                for (Map.Entry<String, Param> e : peft.namedParameters().entrySet()) {
+                    if (e.getKey().contains("lora_B")) {
+                        e.getValue().setData(q.manager().randomNormal(0f, 0.05f, e.getValue().shape(), DataType.FLOAT32));
+                    }
+                }
+            }
+            peft.eval();
+            float[] unmerged = logits(peft, ids);
+            Module merged = peft.mergeAndUnloadFullPrecision();
+            Module conv = merged.getSubmodule(attn);
+            assertThat(conv).isInstanceOf(io.peft4j.nn.layers.Conv1D.class);
+            assertThat(conv.param("weight").shape()).isEqualTo(new Shape(64, 192));
+            Reference.assertClose(logits(merged, ids), unmerged, "gpt2 qlora merged in float32 vs unmerged");
+        }
+    }
+
+    @Test
     void badQuantStatesAreReportedWithTheTensorName(@TempDir Path tmp) throws Exception {
         Path good = tmp.resolve("good");
         try (PreTrainedModel q = load4bit()) {

@@ -135,12 +135,15 @@ public final class Checkpoints {
                 TensorInfo info = st.info(ckptWeight);
                 if (info.dtype().isFloating()) {
                     // a float checkpoint loaded in 4 bits: quantise this tensor now, keep no float copy
-                    if (!java.util.Arrays.equals(info.shape(), want)) {
+                    // (GPT-2's Conv1D stores (in, out): transposed first, as transformers does)
+                    long[] stored = q.fromConv1D() ? new long[] {want[1], want[0]} : want;
+                    if (!java.util.Arrays.equals(info.shape(), stored)) {
                         throw new IllegalArgumentException(dirOrFile + ": size mismatch for '" + ckptWeight
-                                + "': checkpoint has shape " + new Shape(info.shape()) + ", model expects " + new Shape(want));
+                                + "': checkpoint has shape " + new Shape(info.shape()) + ", model expects "
+                                + new Shape(stored));
                     }
-                    try (NDArray raw = st.toNDArray(ckptWeight, manager)) {
-                        q.quantizeFrom(raw);
+                    try (NDArray raw = st.toNDArray(ckptWeight, manager); NDArray t = q.fromConv1D() ? raw.transpose() : null) {
+                        q.quantizeFrom(t != null ? t : raw);
                     }
                 } else {
                     Quantizer.Packed packed = BnbFormat.fromTensors(ckptWeight, n -> st.contains(n)

@@ -8,6 +8,7 @@ import io.peft4j.nn.F;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.Param;
+import io.peft4j.nn.layers.Conv1D;
 import io.peft4j.nn.layers.Linear;
 
 /**
@@ -27,6 +28,7 @@ public class Linear4bit extends Module {
     private int nestedBlocksize;
     private String nestedDtype;
     private float offset;
+    private boolean fromConv1D;
 
     /**
      * A layer holding already-quantised data.
@@ -67,6 +69,36 @@ public class Linear4bit extends Module {
             q.registerParameter("bias", linear.bias());
         }
         return q;
+    }
+
+    /**
+     * Quantises a GPT-2 {@link Conv1D} as transformers does: its {@code (in, out)} weight is transposed to a 4-bit
+     * {@code (out, in)} weight, so the layer computes the same {@code x W + b}. The bias Param is shared.
+     */
+    public static Linear4bit quantize(Conv1D conv, String quantType, int blocksize, boolean doubleQuant) {
+        NDArray w = conv.weight().data();
+        Linear4bit q = new Linear4bit(w.getManager(), new Quantizer.Packed(new byte[1], Quantizer.stateFor(
+                new float[1], new long[] {1, 1}, quantType, blocksize, doubleQuant)), null, conv.inFeatures(),
+                conv.outFeatures());
+        q.fromConv1D = true;
+        try (NoGrad ignored = NoGrad.enter(); NDArray t = w.transpose()) {
+            q.quantizeFrom(t);
+        }
+        q.registerParameter("bias", conv.bias());
+        return q;
+    }
+
+    /**
+     * True when this layer replaced a GPT-2 Conv1D: float checkpoints store its weight {@code (in, out)}, and
+     * {@link #toFloat()} gives a Conv1D back.
+     */
+    public boolean fromConv1D() {
+        return fromConv1D;
+    }
+
+    /** Marks the layer as standing for a GPT-2 Conv1D (see {@link #fromConv1D()}). */
+    public void setFromConv1D(boolean on) {
+        this.fromConv1D = on;
     }
 
     /** A layer of another shape than {@code packed}'s, about to be filled by {@link #quantizeFrom}. */
@@ -338,6 +370,26 @@ public class Linear4bit extends Module {
         quantizeFrom(w);
     }
 
+    /**
+     * The float module this layer stands for, with the dequantised weight and a copy of the bias: a GPT-2 Conv1D
+     * (weight {@code (in, out)}) when it was one, else a {@link Linear}.
+     */
+    public Module toFloat() {
+        if (!fromConv1D) {
+            return toLinear();
+        }
+        NDManager m = weight().data().getManager();
+        Conv1D conv = new Conv1D(m, inFeatures, outFeatures);
+        try (NoGrad ignored = NoGrad.enter()) {
+            NDArray w = dequantize();
+            conv.weight().setData(w.transpose().reshape(inFeatures, outFeatures).duplicate());
+            w.close();
+            conv.bias().setData(bias() != null ? bias().data().duplicate() : m.zeros(new Shape(outFeatures)));
+        }
+        conv.train(isTraining());
+        return conv;
+    }
+
     /** A float {@link Linear} with the dequantised weight and a copy of the bias (merging into full precision). */
     public Linear toLinear() {
         NDManager m = weight().data().getManager();
@@ -368,6 +420,7 @@ public class Linear4bit extends Module {
     @Override
     public String extraRepr() {
         return "in_features=" + inFeatures + ", out_features=" + outFeatures + ", bias=" + (bias() != null)
-                + ", quant_type=" + quantType + ", blocksize=" + blocksize + ", double_quant=" + nested;
+                + ", quant_type=" + quantType + ", blocksize=" + blocksize + ", double_quant=" + nested
+                + (fromConv1D ? ", from=Conv1D" : "");
     }
 }

@@ -3,6 +3,7 @@ package io.peft4j.nn.quant;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.Param;
+import io.peft4j.nn.layers.Conv1D;
 import io.peft4j.nn.layers.Linear;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -19,44 +20,52 @@ public final class Quantization {
     private Quantization() {}
 
     /**
-     * Replaces every {@link Linear} that {@code config} does not skip by a {@link Linear4bit}, closing its float
+     * Replaces every {@link Linear} and GPT-2 {@link Conv1D} (transposed, as transformers does) that {@code config}
+     * does not skip by a {@link Linear4bit}, closing its float
      * weight as soon as it is quantised (no full-precision copy is kept). A Linear whose weight is shared with
      * another module (tied embeddings) stays in float32. Returns the number of layers converted.
      */
     public static int quantize(Module model, BitsAndBytesConfig config) {
         Set<Param> otherOwners = Collections.newSetFromMap(new IdentityHashMap<>());
         for (Module m : model.namedModules().values()) {
-            if (!(m instanceof Linear)) {
+            if (!(m instanceof Linear) && !(m instanceof Conv1D)) {
                 otherOwners.addAll(m.parameters().values());
             }
         }
         int n = 0;
         for (Map.Entry<String, Module> e : model.namedModules().entrySet()) {
-            if (!(e.getValue() instanceof Linear lin) || e.getKey().isEmpty() || config.skips(e.getKey())) {
+            Module m = e.getValue();
+            if (!(m instanceof Linear || m instanceof Conv1D) || e.getKey().isEmpty() || config.skips(e.getKey())) {
                 continue;
             }
-            if (otherOwners.contains(lin.weight())) {
+            Param weight = m.param("weight");
+            if (otherOwners.contains(weight)) {
                 LOG.warn("{} shares its weight with another module (tied embeddings); kept in full precision", e.getKey());
                 continue;
             }
             Linear4bit q;
             try (NoGrad ignored = NoGrad.enter()) {
-                q = Linear4bit.quantize(lin, config.quantType(), config.blocksize(), config.doubleQuant());
+                q = m instanceof Linear lin
+                        ? Linear4bit.quantize(lin, config.quantType(), config.blocksize(), config.doubleQuant())
+                        : Linear4bit.quantize((Conv1D) m, config.quantType(), config.blocksize(), config.doubleQuant());
             }
-            q.train(lin.isTraining());
+            q.train(m.isTraining());
             model.setSubmodule(e.getKey(), q);
-            lin.weight().data().close();
+            weight.data().close();
             n++;
         }
         return n;
     }
 
-    /** Replaces every {@link Linear4bit} by a float32 {@link Linear} with the dequantised weight; returns the count. */
+    /**
+     * Replaces every {@link Linear4bit} by the float32 module it stands for ({@link Linear}, or GPT-2's Conv1D) with the
+     * dequantised weight; returns the count.
+     */
     public static int dequantize(Module model) {
         int n = 0;
         for (Map.Entry<String, Module> e : model.namedModules().entrySet()) {
             if (e.getValue() instanceof Linear4bit q && !e.getKey().isEmpty()) {
-                model.setSubmodule(e.getKey(), q.toLinear());
+                model.setSubmodule(e.getKey(), q.toFloat());
                 q.weight().data().close();
                 n++;
             }

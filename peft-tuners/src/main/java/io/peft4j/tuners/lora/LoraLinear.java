@@ -69,7 +69,9 @@ public final class LoraLinear extends LoraLayer {
     }
 
     public boolean fanInFanOut() {
-        return fanInFanOut;
+        // follows the base layer when it is swapped (a 4-bit GPT-2 Conv1D dequantised back to a Conv1D)
+        Module base = baseLayer();
+        return base instanceof Conv1D || (fanInFanOut && !(base instanceof Linear4bit));
     }
 
     private ModuleDict dict(String name) {
@@ -121,7 +123,7 @@ public final class LoraLinear extends LoraLayer {
             return q.dequantize();
         }
         NDArray w = baseLayer().param("weight").data();
-        return fanInFanOut ? w.transpose() : w;
+        return fanInFanOut() ? w.transpose() : w;
     }
 
     public boolean usesDora(String adapter) {
@@ -194,7 +196,7 @@ public final class LoraLinear extends LoraLayer {
         a.weight().setData(LoraInit.array(m, f[0], r, in));
         b.weight().setData(LoraInit.array(m, f[1], out, r));
         float[] res = f[2];
-        if (fanInFanOut) {
+        if (fanInFanOut()) {
             res = new float[res.length];
             for (int o = 0; o < out; o++) {
                 for (int i = 0; i < in; i++) {
@@ -202,7 +204,7 @@ public final class LoraLinear extends LoraLayer {
                 }
             }
         }
-        baseLayer().param("weight").setData(fanInFanOut ? LoraInit.array(m, res, in, out) : LoraInit.array(m, res, out, in));
+        baseLayer().param("weight").setData(fanInFanOut() ? LoraInit.array(m, res, in, out) : LoraInit.array(m, res, out, in));
     }
 
     /** PiSSA/OLoRA/LoRA-GA rewrite the base weight: refused on a 4-bit base, which cannot hold the residual exactly. */
@@ -385,7 +387,7 @@ public final class LoraLinear extends LoraLayer {
     /** {@code m / norm} shaped to scale the base weight's output rows ({@code (out, 1)}, or {@code (1, out)} for Conv1D). */
     private NDArray doraFactor(String adapter, NDArray norm) {
         NDArray f = ((DoraLinearLayer) dict("lora_magnitude_vector").get(adapter)).magnitude().data().div(norm);
-        return fanInFanOut ? f.reshape(1, -1) : f.reshape(-1, 1);
+        return fanInFanOut() ? f.reshape(1, -1) : f.reshape(-1, 1);
     }
 
     private final Map<String, NDArray> mergeNorms = new HashMap<>();
@@ -396,7 +398,7 @@ public final class LoraLinear extends LoraLayer {
         NDArray a = ((Linear) dict("lora_A").get(adapter)).weight().data();
         NDArray b = ((Linear) dict("lora_B").get(adapter)).weight().data();
         NDArray ba = b.matMul(a);
-        if (fanInFanOut) {
+        if (fanInFanOut()) {
             ba = ba.transpose();
         }
         return ba.mul(scaling.get(adapter).floatValue());
