@@ -327,6 +327,37 @@ class QLoraTest {
     }
 
     @Test
+    void peftTrainLoadsIn4bitAndTheAdapterRunsOnTheFourBitModel(@TempDir Path tmp) throws Exception {
+        Path data = tmp.resolve("data.jsonl");
+        List<String> rows = new java.util.ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            rows.add("{\"input_ids\": [5, 9, 17, 33, 65, 129, " + (10 + i) + ", 5, 9, 17]}");
+        }
+        Files.write(data, rows);
+        Path out = tmp.resolve("adapter");
+        CliTest.Run r = CliTest.run("train", "--model", LLAMA, "--load-in-4bit", "--config",
+                Reference.adapter("llama-lora").resolve("adapter_config.json").toString(), "--data", data.toString(),
+                "--steps", "20", "--scheduler", "constant", "--logging-steps", "1", "--lr", "1e-2",
+                "--out", out.toString());
+        assertThat(r.code()).as(r.err()).isZero();
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("loss=([0-9.]+)").matcher(r.out());
+        List<Double> losses = new java.util.ArrayList<>();
+        while (m.find()) {
+            losses.add(Double.parseDouble(m.group(1)));
+        }
+        assertThat(losses).hasSize(20);
+        assertThat(losses.get(19)).isLessThan(losses.get(0) - 0.5);
+        assertThat(out.resolve("adapter_model.safetensors")).exists();
+        Path logitsOut = tmp.resolve("x.safetensors");
+        CliTest.Run l = CliTest.run("logits", "--model", LLAMA, "--load-in-4bit", "--adapter", out.toString(), "--input",
+                Reference.root().resolve("inputs.json").toString(), "--out", logitsOut.toString());
+        assertThat(l.code()).as(l.err()).isZero();
+        try (SafetensorsFile f = SafetensorsFile.open(logitsOut)) {
+            assertThat(f.info("logits").shape()).containsExactly(2, 10, 256);
+        }
+    }
+
+    @Test
     void badQuantStatesAreReportedWithTheTensorName(@TempDir Path tmp) throws Exception {
         Path good = tmp.resolve("good");
         try (PreTrainedModel q = load4bit()) {

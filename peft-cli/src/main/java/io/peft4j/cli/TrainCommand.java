@@ -5,6 +5,7 @@ import io.peft4j.config.AdaLoraConfig;
 import io.peft4j.config.LoraConfig;
 import io.peft4j.config.PeftConfig;
 import io.peft4j.hub.HfModels;
+import io.peft4j.nn.quant.BitsAndBytesConfig;
 import io.peft4j.hub.HfTokenizer;
 import io.peft4j.model.LoraPlus;
 import io.peft4j.model.PeftModel;
@@ -120,6 +121,10 @@ final class TrainCommand implements Callable<Integer> {
             description = "LoRA+: train lora_B (and 1-D parameters) with learning rate R x --lr (peft suggests 16)")
     Float loraplusLrRatio;
 
+    @Option(names = "--load-in-4bit", description = "QLoRA: load the model's Linear layers in NF4 with double "
+            + "quantisation (lm_head stays float32); a bitsandbytes 4-bit model directory loads in 4 bits anyway")
+    boolean loadIn4bit;
+
     @Override
     public Integer call() throws Exception {
         if ((steps != null && steps <= 0) || epochs <= 0 || batchSize <= 0 || gradAccum <= 0 || maxLength < 2) {
@@ -151,7 +156,7 @@ final class TrainCommand implements Callable<Integer> {
             PeftConfig cfg = PeftConfig.fromPretrained(config);
             var json = cfg.toJsonNode();
             json.put("inference_mode", false);
-            try (PreTrainedModel base = HfModels.fromPretrained(model)) {
+            try (PreTrainedModel base = HfModels.fromPretrained(model, null, loadIn4bit ? BitsAndBytesConfig.nf4() : null)) {
                 long pad = base.config().getInt("pad_token_id", 0);
                 Long eosId = eosId(base);
                 List<CausalLmExample> rows = Datasets.causalLm(data, tok, maxLength, eosId);
