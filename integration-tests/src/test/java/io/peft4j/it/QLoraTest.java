@@ -129,7 +129,7 @@ class QLoraTest {
     }
 
     @Test
-    void loraOnFourBitTrainsLeavesPackedWeightsBitIdenticalAndMergesExactlyInFullPrecision() throws Exception {
+    void loraOnFourBitTrainsLeavesPackedWeightsBitIdenticalAndMergesExactlyInFullPrecision(@TempDir Path tmp) throws Exception {
         Torch.manualSeed(4);
         try (PreTrainedModel q = load4bit()) {
             Map<String, byte[]> before = packed(q);
@@ -163,6 +163,16 @@ class QLoraTest {
 
             peft.eval();
             float[] unmerged = logits(peft, ids);
+            // the adapter is an ordinary LoRA adapter: it loads onto the float32 base with every key consumed
+            Path adapterDir = tmp.resolve("qlora-adapter");
+            peft.saveAdapter(adapterDir);
+            try (PreTrainedModel fp = HfModels.fromPretrained(LLAMA)) {
+                PeftModel onFloat = PeftModel.fromPretrained(fp, adapterDir);
+                onFloat.eval();
+                double rel = relRms(logits(onFloat, ids), unmerged);
+                assertThat(rel).isLessThan(0.3); // the float base differs from the 4-bit one by NF4's error only
+                assertThat(onFloat.getNbTrainableParameters()[1]).isEqualTo(peft.getNbTrainableParameters()[1]);
+            }
             Module merged = peft.mergeAndUnloadFullPrecision();
             assertThat(Quantization.isQuantized(merged)).isFalse();
             assertThat(((PreTrainedModel) merged).config().has("quantization_config")).isFalse();
@@ -252,6 +262,22 @@ class QLoraTest {
                 Map<String, byte[]> b = packed(back);
                 assertThat(b.keySet()).isEqualTo(a.keySet());
                 a.forEach((k, v) -> assertThat(b.get(k)).as(k).containsExactly(v));
+                assertThat(logits(back, ids)).containsExactly(expect);
+            }
+        }
+        // which layers are 4-bit comes from the checkpoint's quant_state tensors, whatever the skip list says
+        Path all = tmp.resolve("llama-4bit-all");
+        try (PreTrainedModel q = HfModels.fromPretrained(LLAMA, null, BitsAndBytesConfig.nf4().withSkipModules(List.of()))) {
+            assertThat(q.getSubmodule("lm_head")).isInstanceOf(Linear4bit.class);
+            NDArray ids = Reference.inputs(q.manager())[0];
+            float[] expect = logits(q, ids);
+            HfModels.savePretrained(q, all);
+            Path cfg = all.resolve("config.json");
+            Files.writeString(cfg, Files.readString(cfg).replace("\"llm_int8_skip_modules\" : [ ]",
+                    "\"llm_int8_skip_modules\" : null"));
+            assertThat(Files.readString(cfg)).contains("\"llm_int8_skip_modules\" : null");
+            try (PreTrainedModel back = HfModels.fromPretrained(all.toString())) {
+                assertThat(back.getSubmodule("lm_head")).isInstanceOf(Linear4bit.class);
                 assertThat(logits(back, ids)).containsExactly(expect);
             }
         }

@@ -214,6 +214,20 @@ public final class Checkpoints {
         T get() throws IOException;
     }
 
+    /** Module paths whose weight a checkpoint stores in 4 bits ({@code P.weight.quant_state.bitsandbytes__*}). */
+    private static java.util.Set<String> quantizedInCheckpoint(Path dir) throws IOException {
+        java.util.Set<String> out = new java.util.LinkedHashSet<>();
+        try (ShardedSafetensors st = ShardedSafetensors.open(dir)) {
+            for (String name : st.names()) {
+                int i = name.indexOf(".weight.quant_state.bitsandbytes__");
+                if (i > 0) {
+                    out.add(name.substring(0, i));
+                }
+            }
+        }
+        return out;
+    }
+
     /** The 4-bit settings of a load: the checkpoint's own {@code quantization_config}, else the requested ones. */
     private static BitsAndBytesConfig quantizationOf(ModelConfig raw, String source) {
         if (raw.has("quantization_config")) {
@@ -254,7 +268,14 @@ public final class Checkpoints {
             M m = build.build(manager, config);
             if (quant != null) {
                 // Linear layers become 4-bit before the weights load, so each float weight is quantised as it is read
-                Quantization.quantize(m, quant);
+                java.util.Set<String> stored = raw.has("quantization_config") ? quantizedInCheckpoint(dir) : null;
+                if (stored == null || stored.isEmpty()) {
+                    Quantization.quantize(m, quant);
+                } else {
+                    // a bitsandbytes checkpoint: exactly the layers it stores in 4 bits (by their quant_state tensors)
+                    Quantization.quantize(m, quant, path -> stored.stream()
+                            .noneMatch(p -> path.equals(p) || path.endsWith("." + p)));
+                }
                 m.setConfig(m.config().with("quantization_config", quant.toJson()));
             }
             load.load(m, dir);

@@ -26,6 +26,11 @@ public final class Quantization {
      * another module (tied embeddings) stays in float32. Returns the number of layers converted.
      */
     public static int quantize(Module model, BitsAndBytesConfig config) {
+        return quantize(model, config, config::skips);
+    }
+
+    /** As {@link #quantize(Module, BitsAndBytesConfig)}, with the modules kept in float32 chosen by {@code keepFloat}. */
+    public static int quantize(Module model, BitsAndBytesConfig config, java.util.function.Predicate<String> keepFloat) {
         Set<Param> otherOwners = Collections.newSetFromMap(new IdentityHashMap<>());
         for (Module m : model.namedModules().values()) {
             if (!(m instanceof Linear) && !(m instanceof Conv1D)) {
@@ -35,7 +40,7 @@ public final class Quantization {
         int n = 0;
         for (Map.Entry<String, Module> e : model.namedModules().entrySet()) {
             Module m = e.getValue();
-            if (!(m instanceof Linear || m instanceof Conv1D) || e.getKey().isEmpty() || config.skips(e.getKey())) {
+            if (!(m instanceof Linear || m instanceof Conv1D) || e.getKey().isEmpty() || keepFloat.test(e.getKey())) {
                 continue;
             }
             Param weight = m.param("weight");
