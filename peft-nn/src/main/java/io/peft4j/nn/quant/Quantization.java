@@ -40,7 +40,8 @@ public final class Quantization {
         int n = 0;
         for (Map.Entry<String, Module> e : model.namedModules().entrySet()) {
             Module m = e.getValue();
-            if (!(m instanceof Linear || m instanceof Conv1D) || e.getKey().isEmpty() || keepFloat.test(e.getKey())) {
+            if (!(m instanceof Linear || m instanceof Conv1D) || e.getKey().isEmpty() || keepFloat.test(e.getKey())
+                    || isAdapterPath(e.getKey())) {
                 continue;
             }
             Param weight = m.param("weight");
@@ -60,6 +61,16 @@ public final class Quantization {
             n++;
         }
         return n;
+    }
+
+    /** Adapter weights (peft's {@code lora_A}/{@code lora_B}/... containers) are trained and never quantised. */
+    private static boolean isAdapterPath(String path) {
+        for (String part : path.split("\\.")) {
+            if (part.startsWith("lora_")) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /**
