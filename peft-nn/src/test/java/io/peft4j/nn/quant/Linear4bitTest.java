@@ -59,6 +59,8 @@ class Linear4bitTest {
             assertThat(q.weight().data().getDataType()).isEqualTo(DataType.UINT8);
             assertThat(q.weight().shape()).isEqualTo(new Shape((c[0] * c[1] + 1) / 2, 1));
             assertThat(q.weight().requiresGrad()).isFalse();
+            assertThatThrownBy(() -> q.weight().requiresGrad(true)).hasMessageContaining("cannot require grad")
+                    .hasMessageContaining("Linear4bit weight is frozen");
         }
     }
 
