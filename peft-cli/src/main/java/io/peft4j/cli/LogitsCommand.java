@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDScope;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.peft4j.hub.HfModels;
+import io.peft4j.nn.quant.BitsAndBytesConfig;
 import io.peft4j.model.PeftModel;
 import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.model.ModelInput;
@@ -34,13 +35,17 @@ final class LogitsCommand implements Callable<Integer> {
     @Option(names = "--out", required = true, description = "output .safetensors file (tensor 'logits', F32)")
     Path out;
 
+    @Option(names = "--load-in-4bit", description = "QLoRA: load the model's Linear layers in NF4 with double "
+            + "quantisation (lm_head stays float32); a bitsandbytes 4-bit model directory loads in 4 bits anyway")
+    boolean loadIn4bit;
+
     @Override
     public Integer call() throws Exception {
         if (merge && adapter == null) {
             throw new IllegalArgumentException("--merge needs --adapter");
         }
         JsonNode json = Cli.readJson(input);
-        try (PreTrainedModel base = HfModels.fromPretrained(model)) {
+        try (PreTrainedModel base = HfModels.fromPretrained(model, null, loadIn4bit ? BitsAndBytesConfig.nf4() : null)) {
             PreTrainedModel runModel = base;
             PeftModel peft = null;
             if (adapter != null) {

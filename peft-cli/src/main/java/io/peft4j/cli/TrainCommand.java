@@ -7,6 +7,7 @@ import io.peft4j.config.LoraConfig;
 import io.peft4j.config.PeftConfig;
 import io.peft4j.config.TaskType;
 import io.peft4j.hub.HfModels;
+import io.peft4j.nn.quant.BitsAndBytesConfig;
 import io.peft4j.model.LoraPlus;
 import io.peft4j.model.PeftModel;
 import io.peft4j.model.SaveOptions;
@@ -119,6 +120,10 @@ final class TrainCommand implements Callable<Integer> {
             description = "LoRA+: train lora_B (and 1-D parameters) with learning rate R x --lr (peft suggests 16)")
     Float loraplusLrRatio;
 
+    @Option(names = "--load-in-4bit", description = "QLoRA: load the model's Linear layers in NF4 with double "
+            + "quantisation (lm_head stays float32); a bitsandbytes 4-bit model directory loads in 4 bits anyway")
+    boolean loadIn4bit;
+
     @Override
     public Integer call() throws Exception {
         if ((steps != null && steps <= 0) || epochs <= 0 || batchSize <= 0 || gradAccum <= 0 || maxLength < 2) {
@@ -152,7 +157,8 @@ final class TrainCommand implements Callable<Integer> {
             json.put("inference_mode", false);
             // SEQ_CLS adapters train a classification head on {text, label} rows; anything else is a causal LM.
             boolean classify = cfg.taskType() == TaskType.SEQ_CLS;
-            try (PreTrainedModel base = HfModels.fromPretrained(model, classify ? TaskType.SEQ_CLS : null)) {
+            try (PreTrainedModel base = HfModels.fromPretrained(model, classify ? TaskType.SEQ_CLS : null,
+                    loadIn4bit ? BitsAndBytesConfig.nf4() : null)) {
                 TextTask<Object> task = TextTask.read(cfg.taskType(), base, tok, data, maxLength);
                 List<Object> rows = task.rows();
                 List<Object> evalRows = evalData == null ? null

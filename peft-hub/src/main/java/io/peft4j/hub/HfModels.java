@@ -6,6 +6,10 @@ import io.peft4j.nn.model.ModelConfig;
 import io.peft4j.nn.model.PreTrainedModel;
 import io.peft4j.nn.safetensors.ShardedSafetensors;
 import io.peft4j.nn.safetensors.TensorData;
+import io.peft4j.nn.quant.BitsAndBytesConfig;
+import io.peft4j.nn.quant.BnbFormat;
+import io.peft4j.nn.quant.Linear4bit;
+import io.peft4j.transformers.Checkpoints;
 import io.peft4j.config.TaskType;
 import io.peft4j.transformers.bert.BertConfig;
 import io.peft4j.transformers.bert.BertForSequenceClassification;
@@ -122,6 +126,22 @@ public final class HfModels {
         return fromPretrained(dir.toString());
     }
 
+    /**
+     * Loads a model in 4 bits (transformers' {@code load_in_4bit=True}, QLoRA): every Linear that {@code quant} does
+     * not skip becomes a {@link Linear4bit}, each weight quantised as it is read, and no float32 copy of those weights
+     * is kept. Embeddings, norms and (by default) {@code lm_head} / {@code score} / {@code classifier} stay float32.
+     * A directory saved with bitsandbytes 4-bit weights loads its packed weights as they are.
+     */
+    public static PreTrainedModel fromPretrained(String dirOrRepoId, TaskType task, BitsAndBytesConfig quant)
+            throws IOException {
+        return Checkpoints.loadingIn4bit(quant, () -> fromPretrained(dirOrRepoId, task));
+    }
+
+    /** {@link #fromPretrained(String, TaskType, BitsAndBytesConfig)} with the QLoRA recipe (NF4, double quant). */
+    public static PreTrainedModel loadIn4bit(String dirOrRepoId) throws IOException {
+        return fromPretrained(dirOrRepoId, null, BitsAndBytesConfig.nf4());
+    }
+
     /** A local directory, or the snapshot of a repo id in the HF cache; fails listing where it looked. */
     public static Path resolve(String dirOrRepoId) throws IOException {
         return resolve(dirOrRepoId, "config.json", "Hugging Face model");
@@ -210,12 +230,33 @@ public final class HfModels {
     public static void savePretrained(PreTrainedModel model, Path dir, long maxShardBytes) throws IOException {
         AtomicDirectory.write(dir, false, tmp -> {
             Map<String, TensorData> tensors = new LinkedHashMap<>();
+            Map<String, Linear4bit> quantized = new LinkedHashMap<>();
+            model.namedModules().forEach((path, m) -> {
+                if (m instanceof Linear4bit q) {
+                    quantized.put(path.isEmpty() ? "weight" : path + ".weight", q);
+                }
+            });
             for (Map.Entry<String, NDArray> e : model.stateDict().entrySet()) {
-                tensors.put(e.getKey(), TensorData.ofNDArray(e.getValue()));
+                Linear4bit q = quantized.get(e.getKey());
+                if (q != null) {
+                    tensors.putAll(BnbFormat.toTensors(e.getKey(), q.toPacked())); // bitsandbytes' layout
+                } else {
+                    tensors.put(e.getKey(), TensorData.ofNDArray(e.getValue()));
+                }
             }
             ShardedSafetensors.writeSharded(tmp, tensors, Map.of("format", "pt"), maxShardBytes);
-            Files.writeString(tmp.resolve("config.json"), model.config().toJsonString() + "\n",
-                    StandardCharsets.UTF_8);
+            ModelConfig config = model.config();
+            if (quantized.isEmpty() && config.has("quantization_config")) {
+                // dequantised (e.g. for a full-precision merge): no longer a bitsandbytes checkpoint
+                com.fasterxml.jackson.databind.node.ObjectNode json = config.json();
+                json.remove("quantization_config");
+                config = new ModelConfig(json, config.source());
+            } else if (!quantized.isEmpty() && !config.has("quantization_config")) {
+                Linear4bit q = quantized.values().iterator().next();
+                config = config.with("quantization_config",
+                        new BitsAndBytesConfig(q.quantType(), q.doubleQuant(), q.blocksize(), null).toJson());
+            }
+            Files.writeString(tmp.resolve("config.json"), config.toJsonString() + "\n", StandardCharsets.UTF_8);
         });
     }
 

@@ -640,9 +640,11 @@ public class PeftModel extends Module implements AutoCloseable, io.peft4j.nn.tra
         long trainable = 0;
         long total = 0;
         for (Param p : namedParameters().values()) {
-            total += p.numel();
+            // a 4-bit weight packs two values per UINT8 element: counted twice, as peft counts Params4bit
+            long n = p.data().getDataType() == ai.djl.ndarray.types.DataType.UINT8 ? 2 * p.numel() : p.numel();
+            total += n;
             if (p.requiresGrad()) {
-                trainable += p.numel();
+                trainable += n;
             }
         }
         return new long[] {trainable, total};
@@ -735,8 +737,30 @@ public class PeftModel extends Module implements AutoCloseable, io.peft4j.nn.tra
      */
     public Module mergeAndUnload(boolean safeMerge, List<String> adapterNames) {
         requireInjectable("merging");
+        if (io.peft4j.nn.quant.Quantization.isQuantized(this)) {
+            LOG.warn("Merging LoRA into 4-bit base weights is lossy (dequantise, add, re-quantise): the merged model "
+                    + "may generate differently. mergeAndUnloadFullPrecision() merges into float32 weights instead.");
+        }
         Module m = tuner().mergeAndUnload(true, safeMerge, adapterNames);
         configs.clear();
+        return m;
+    }
+
+    /**
+     * QLoRA's exact merge: replaces every 4-bit base layer by a float32 Linear holding its dequantised weight, then
+     * merges the active adapters in float32 and returns the plain full-precision model (transformers'
+     * {@code model.dequantize()} followed by {@code merge_and_unload()}). Unlike {@link #mergeAndUnload()} on a
+     * 4-bit model, nothing is re-quantised, so the merged model computes exactly what the adapter model computed.
+     */
+    public Module mergeAndUnloadFullPrecision() {
+        requireInjectable("merging");
+        io.peft4j.nn.quant.Quantization.dequantize(this);
+        Module m = mergeAndUnload();
+        if (m instanceof io.peft4j.nn.model.PreTrainedModel p && p.config().has("quantization_config")) {
+            com.fasterxml.jackson.databind.node.ObjectNode json = p.config().json();
+            json.remove("quantization_config");
+            p.setConfig(new io.peft4j.nn.model.ModelConfig(json, p.config().source()));
+        }
         return m;
     }
 

@@ -108,6 +108,12 @@ public abstract class Module implements Cloneable {
         return p;
     }
 
+    /** Removes a buffer, returning it (or null). */
+    protected Param removeBuffer(String name) {
+        nonPersistent.remove(name);
+        return buffers.remove(name);
+    }
+
     private static void checkName(String name) {
         if (name == null || name.isEmpty() || name.contains(".")) {
             throw new IllegalArgumentException("invalid module/parameter name '" + name + "'");

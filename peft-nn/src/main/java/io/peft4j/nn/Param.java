@@ -52,6 +52,12 @@ public final class Param {
 
     /** Sets the flag and attaches or detaches autograd on the array. */
     public Param requiresGrad(boolean flag) {
+        if (flag && !data.getDataType().isFloating()) {
+            // torch refuses too ("only Tensors of floating point dtype can require gradients"), less clearly
+            throw new IllegalArgumentException("a " + data.getDataType() + " parameter " + data.getShape()
+                    + " cannot require grad" + (data.getDataType() == ai.djl.ndarray.types.DataType.UINT8
+                    ? " (a 4-bit Linear4bit weight is frozen; Quantization.dequantize the model to train it)" : ""));
+        }
         this.requiresGrad = flag;
         data.setRequiresGradient(flag);
         return this;

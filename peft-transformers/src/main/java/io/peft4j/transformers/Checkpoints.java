@@ -13,6 +13,11 @@ import io.peft4j.nn.Param;
 import io.peft4j.nn.safetensors.ShardedSafetensors;
 import io.peft4j.nn.safetensors.TensorData;
 import io.peft4j.nn.safetensors.TensorInfo;
+import io.peft4j.nn.quant.BitsAndBytesConfig;
+import io.peft4j.nn.quant.BnbFormat;
+import io.peft4j.nn.quant.Linear4bit;
+import io.peft4j.nn.quant.Quantization;
+import io.peft4j.nn.quant.Quantizer;
 
 import java.io.IOException;
 import java.nio.file.Path;
@@ -56,8 +61,27 @@ public final class Checkpoints {
     public static void loadSafetensors(Module model, Path dirOrFile, NDManager manager, Predicate<String> ignore,
                                        Set<String> optional, UnaryOperator<String> rename) throws IOException {
         LinkedHashMap<String, Param> own = model.namedStateEntries();
+        // 4-bit layers: their packed weight is loaded from a bitsandbytes quant state, or quantised from a float weight
+        LinkedHashMap<String, Linear4bit> quantized = new LinkedHashMap<>();
+        model.namedModules().forEach((path, m) -> {
+            if (m instanceof Linear4bit q) {
+                String key = path.isEmpty() ? "weight" : path + ".weight";
+                quantized.put(key, q);
+                own.remove(key);
+            }
+        });
         try (ShardedSafetensors st = ShardedSafetensors.open(dirOrFile)) {
             List<String> unexpected = new ArrayList<>();
+            LinkedHashMap<String, String> quantizedNames = new LinkedHashMap<>(); // model weight key -> checkpoint name
+            Map<String, String> byModelName = new LinkedHashMap<>();
+            for (String name : st.names()) {
+                byModelName.putIfAbsent(rename.apply(name), name);
+            }
+            for (String key : quantized.keySet()) {
+                if (byModelName.containsKey(key)) {
+                    quantizedNames.put(key, byModelName.get(key));
+                }
+            }
             // model name -> checkpoint name
             LinkedHashMap<String, String> toLoad = new LinkedHashMap<>();
             for (String name : st.names()) {
@@ -65,6 +89,9 @@ public final class Checkpoints {
                     continue;
                 }
                 String target = rename.apply(name);
+                if (quantizedNames.containsValue(name) || isQuantStateOf(target, quantizedNames.keySet())) {
+                    continue;
+                }
                 if (own.containsKey(target) && !toLoad.containsKey(target)) {
                     toLoad.put(target, name);
                 } else {
@@ -75,6 +102,11 @@ public final class Checkpoints {
             for (String name : own.keySet()) {
                 if (!toLoad.containsKey(name) && !optional.contains(name)) {
                     missing.add(name);
+                }
+            }
+            for (String key : quantized.keySet()) {
+                if (!quantizedNames.containsKey(key)) {
+                    missing.add(key);
                 }
             }
             if (!missing.isEmpty() || !unexpected.isEmpty()) {
@@ -95,6 +127,30 @@ public final class Checkpoints {
                             + info.dtype() + ", expected a floating-point type");
                 }
             }
+            String source = dirOrFile.toString();
+            for (Map.Entry<String, String> e : quantizedNames.entrySet()) {
+                Linear4bit q = quantized.get(e.getKey());
+                String ckptWeight = e.getValue();
+                long[] want = {q.outFeatures(), q.inFeatures()};
+                TensorInfo info = st.info(ckptWeight);
+                if (info.dtype().isFloating()) {
+                    // a float checkpoint loaded in 4 bits: quantise this tensor now, keep no float copy
+                    // (GPT-2's Conv1D stores (in, out): transposed first, as transformers does)
+                    long[] stored = q.fromConv1D() ? new long[] {want[1], want[0]} : want;
+                    if (!java.util.Arrays.equals(info.shape(), stored)) {
+                        throw new IllegalArgumentException(dirOrFile + ": size mismatch for '" + ckptWeight
+                                + "': checkpoint has shape " + new Shape(info.shape()) + ", model expects "
+                                + new Shape(stored));
+                    }
+                    try (NDArray raw = st.toNDArray(ckptWeight, manager); NDArray t = q.fromConv1D() ? raw.transpose() : null) {
+                        q.quantizeFrom(t != null ? t : raw);
+                    }
+                } else {
+                    Quantizer.Packed packed = BnbFormat.fromTensors(ckptWeight, n -> st.contains(n)
+                            ? TensorData.of(st.info(n).dtype(), st.info(n).shape(), st.bytes(n)) : null, want, source);
+                    q.setQuantized(manager, packed);
+                }
+            }
             for (Map.Entry<String, String> e : toLoad.entrySet()) {
                 Param p = own.get(e.getKey());
                 NDArray raw = st.toNDArray(e.getValue(), manager);
@@ -109,6 +165,18 @@ public final class Checkpoints {
         }
     }
 
+    private static boolean isQuantStateOf(String name, java.util.Set<String> weightKeys) {
+        if (!BnbFormat.isQuantStateKey(name)) {
+            return false;
+        }
+        for (String k : weightKeys) {
+            if (name.startsWith(k + ".")) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /**
      * The module's state as {@link TensorData} by name (copies in each array's dtype), ready for
      * {@code SafetensorsWriter}; with a model whose {@code stateDict()} omits tied aliases, so does this.
@@ -117,6 +185,59 @@ public final class Checkpoints {
         LinkedHashMap<String, TensorData> out = new LinkedHashMap<>();
         stateDict.forEach((k, v) -> out.put(k, TensorData.ofNDArray(v)));
         return out;
+    }
+
+    private static final ThreadLocal<BitsAndBytesConfig> LOAD_IN_4BIT = new ThreadLocal<>();
+
+    /**
+     * Runs {@code body} (a {@code fromPretrained}) with 4-bit loading requested: every Linear that {@code config} does
+     * not skip is quantised as its weight is read. A checkpoint that is already 4-bit ({@code quantization_config} in
+     * its {@code config.json}) is loaded in 4 bits whether or not this is used.
+     */
+    public static <T> T loadingIn4bit(BitsAndBytesConfig config, IoSupplier<T> body) throws IOException {
+        BitsAndBytesConfig prev = LOAD_IN_4BIT.get();
+        LOAD_IN_4BIT.set(config);
+        try {
+            return body.get();
+        } finally {
+            if (prev == null) {
+                LOAD_IN_4BIT.remove();
+            } else {
+                LOAD_IN_4BIT.set(prev);
+            }
+        }
+    }
+
+    /** A supplier that may throw {@link IOException}. */
+    @FunctionalInterface
+    public interface IoSupplier<T> {
+        T get() throws IOException;
+    }
+
+    /** Module paths whose weight a checkpoint stores in 4 bits ({@code P.weight.quant_state.bitsandbytes__*}). */
+    private static java.util.Set<String> quantizedInCheckpoint(Path dir) throws IOException {
+        java.util.Set<String> out = new java.util.LinkedHashSet<>();
+        try (ShardedSafetensors st = ShardedSafetensors.open(dir)) {
+            for (String name : st.names()) {
+                int i = name.indexOf(".weight.quant_state.bitsandbytes__");
+                if (i > 0) {
+                    out.add(name.substring(0, i));
+                }
+            }
+        }
+        return out;
+    }
+
+    /** The 4-bit settings of a load: the checkpoint's own {@code quantization_config}, else the requested ones. */
+    private static BitsAndBytesConfig quantizationOf(ModelConfig raw, String source) {
+        if (raw.has("quantization_config")) {
+            BitsAndBytesConfig fromFile = BitsAndBytesConfig.fromJson(raw.json().get("quantization_config"), source);
+            BitsAndBytesConfig requested = LOAD_IN_4BIT.get();
+            // keep the caller's skip list when the file does not name one
+            return requested != null && fromFile.skipModules() == null
+                    ? fromFile.withSkipModules(requested.skipModules()) : fromFile;
+        }
+        return LOAD_IN_4BIT.get();
     }
 
     /** Builds a model of a parsed config in a manager (the constructor of a {@code PreTrainedModel}). */
@@ -139,10 +260,24 @@ public final class Checkpoints {
     public static <C, M extends PreTrainedModel> M fromPretrained(Path dir, Function<ModelConfig, C> parse,
                                                                   Builder<C, M> build, Loader<M> load)
             throws IOException {
-        C config = parse.apply(ModelConfig.read(dir.resolve("config.json")));
+        ModelConfig raw = ModelConfig.read(dir.resolve("config.json"));
+        C config = parse.apply(raw);
+        BitsAndBytesConfig quant = quantizationOf(raw, dir.resolve("config.json").toString());
         NDManager manager = Torch.newManager();
         try {
             M m = build.build(manager, config);
+            if (quant != null) {
+                // Linear layers become 4-bit before the weights load, so each float weight is quantised as it is read
+                java.util.Set<String> stored = raw.has("quantization_config") ? quantizedInCheckpoint(dir) : null;
+                if (stored == null || stored.isEmpty()) {
+                    Quantization.quantize(m, quant);
+                } else {
+                    // a bitsandbytes checkpoint: exactly the layers it stores in 4 bits (by their quant_state tensors)
+                    Quantization.quantize(m, quant, path -> stored.stream()
+                            .noneMatch(p -> path.equals(p) || path.endsWith("." + p)));
+                }
+                m.setConfig(m.config().with("quantization_config", quant.toJson()));
+            }
             load.load(m, dir);
             m.setNameOrPath(dir.toString());
             m.eval();

@@ -235,7 +235,7 @@ public abstract class BaseTuner<C extends PeftConfig> extends Module {
         for (Map.Entry<String, Module> e : model.namedModules().entrySet()) {
             Module m = e.getValue();
             Module base = m instanceof TunerLayer t ? t.getBaseLayer() : m;
-            if (base instanceof Linear || base instanceof Conv1D) {
+            if (base instanceof Linear || base instanceof Conv1D || base instanceof io.peft4j.nn.quant.Linear4bit) {
                 String key = e.getKey();
                 names.add(key.substring(key.lastIndexOf('.') + 1));
             }

@@ -31,6 +31,9 @@ public abstract class TunerLayer extends Module {
      * (weight {@code (in, out)}).
      */
     protected static long[] linearFeatures(Module base, boolean fanInFanOut) {
+        if (base instanceof io.peft4j.nn.quant.Linear4bit q) {
+            return new long[] {q.inFeatures(), q.outFeatures()};
+        }
         long[] s = base.param("weight").shape().getShape();
         return fanInFanOut ? new long[] {s[0], s[1]} : new long[] {s[1], s[0]};
     }

@@ -22,6 +22,9 @@ import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.train.AdamW;
 import io.peft4j.nn.train.TrainStep;
 import io.peft4j.transformers.Generation;
+import io.peft4j.nn.quant.BitsAndBytesConfig;
+import io.peft4j.nn.quant.Linear4bit;
+import io.peft4j.nn.quant.Quantization;
 import io.peft4j.transformers.GenerationConfig;
 import io.peft4j.transformers.GenerationResult;
 import io.peft4j.nn.model.PreTrainedModel;
@@ -72,6 +75,9 @@ public final class Bench {
     public static final String DORA_QV_TRAIN = "dora-qv-train";
     public static final String DORA_UNMERGED_FORWARD = "dora-unmerged-forward";
     public static final String ADALORA_QV_TRAIN = "adalora-qv-train";
+    /** QLoRA: the LLaMA's Linear layers in NF4 (double quant, blocks of 64), LoRA q,v in float32 on top. */
+    public static final String QLORA_TRAIN = "qlora-train";
+    public static final String QLORA_FORWARD = "qlora-forward";
     public static final String GENERATE_CACHED = "generate-cached";
     public static final String GENERATE_UNCACHED = "generate-uncached";
 
@@ -88,7 +94,7 @@ public final class Bench {
     private static List<String> names() {
         List<String> out = new ArrayList<>(List.of(BASE_FORWARD, LORA_QV_TRAIN, LORA_ALL_LINEAR_TRAIN,
                 FULL_FT_TRAIN, LORA_UNMERGED_FORWARD, LORA_MERGED_FORWARD, DORA_QV_TRAIN, DORA_UNMERGED_FORWARD,
-                ADALORA_QV_TRAIN, GENERATE_CACHED, GENERATE_UNCACHED));
+                ADALORA_QV_TRAIN, QLORA_TRAIN, QLORA_FORWARD, GENERATE_CACHED, GENERATE_UNCACHED));
         for (String prefix : List.of(GPT2, BERT)) {
             ARCH_MEASUREMENTS.forEach(m -> out.add(prefix + m));
         }
@@ -122,7 +128,8 @@ public final class Bench {
             for (String k : EXTRA_ORDER) {
                 Double v = extra.get(k);
                 if (v != null) {
-                    sb.append(' ').append(k).append('=').append(fmt(v, k.endsWith("_mb") ? 0 : k.startsWith("x_") ? 2 : 1));
+                    sb.append(' ').append(k).append('=').append(fmt(v, k.endsWith("_mb") ? 0 : k.startsWith("x_") ? 2
+                            : k.endsWith("_per_param") ? 3 : 1));
                 }
             }
             return sb.toString();
@@ -130,7 +137,7 @@ public final class Bench {
     }
 
     private static final List<String> EXTRA_ORDER = List.of("rss_mb", "run_peak_rss_mb", "fwd_ms", "bwd_ms", "opt_ms",
-            "min_ms", "max_ms", "gflop", "floor_ms", "x_floor", "x_lora");
+            "min_ms", "max_ms", "gflop", "floor_ms", "x_floor", "x_lora", "base_weight_bytes_per_param", "base_weights_mb");
 
     /** Benchmark options; defaults are the reference preset (LLaMA 512 x 4 layers, batch 4 x 128). */
     public static final class Options {
@@ -304,7 +311,8 @@ public final class Bench {
             extra.put("floor_ms", floor);
             extra.put("x_floor", median / floor);
             // The LoRA variants' cost relative to plain LoRA on the same targets, when both ran in this run.
-            if (name.equals(DORA_QV_TRAIN) || name.equals(ADALORA_QV_TRAIN)) {
+            extra.putAll(t.memory());
+            if (name.equals(DORA_QV_TRAIN) || name.equals(ADALORA_QV_TRAIN) || name.equals(QLORA_TRAIN)) {
                 results.stream().filter(r -> r.name().equals(LORA_QV_TRAIN)).findFirst()
                         .ifPresent(lora -> extra.put("x_lora", median / lora.medianMs()));
             }
@@ -328,7 +336,10 @@ public final class Bench {
             new String[] {DORA_UNMERGED_FORWARD, LORA_UNMERGED_FORWARD},
             new String[] {LORA_UNMERGED_FORWARD, BASE_FORWARD},
             new String[] {LORA_MERGED_FORWARD, BASE_FORWARD},
-            new String[] {FULL_FT_TRAIN, LORA_QV_TRAIN});
+            new String[] {FULL_FT_TRAIN, LORA_QV_TRAIN},
+            new String[] {QLORA_TRAIN, LORA_QV_TRAIN},
+            new String[] {QLORA_FORWARD, LORA_UNMERGED_FORWARD},
+            new String[] {QLORA_FORWARD, BASE_FORWARD});
 
     /** {@code # ratio A / B = x} lines for the {@link #RATIOS} pairs present in {@code results}. */
     static void printRatios(List<Measurement> results, PrintStream out) {
@@ -370,6 +381,8 @@ public final class Bench {
             case DORA_QV_TRAIN -> train(opts, Variant.DORA_QV, arch);
             case DORA_UNMERGED_FORWARD -> forward(opts, Variant.DORA_QV, arch);
             case ADALORA_QV_TRAIN -> train(opts, Variant.ADALORA_QV, arch);
+            case QLORA_TRAIN -> train(opts, Variant.QLORA_QV, arch);
+            case QLORA_FORWARD -> forward(opts, Variant.QLORA_QV, arch);
             case GENERATE_CACHED -> generate(opts, true);
             case GENERATE_UNCACHED -> generate(opts, false);
             default -> throw new IllegalStateException(fullName);
@@ -396,12 +409,16 @@ public final class Bench {
 
     // ---- measurements -------------------------------------------------------------------------------
 
-    private enum Variant { BASE, LORA_QV, LORA_QV_MERGED, LORA_ALL_LINEAR, FULL, DORA_QV, ADALORA_QV }
+    private enum Variant { BASE, LORA_QV, LORA_QV_MERGED, LORA_ALL_LINEAR, FULL, DORA_QV, ADALORA_QV, QLORA_QV }
 
-    /** Per-step times; {@code tokens} is what one step processes (for {@code tokens_per_s}). */
-    private record Timings(double[] total, double[] fwd, double[] bwd, double[] opt, double tokens) {
-        Timings(Options opts, double[] total, double[] fwd, double[] bwd, double[] opt) {
-            this(total, fwd, bwd, opt, (double) opts.batch * opts.seq);
+    /**
+     * Per-step times; {@code tokens} is what one step processes (for {@code tokens_per_s}); {@code memory} holds the
+     * base-weight fields of the model measured.
+     */
+    private record Timings(double[] total, double[] fwd, double[] bwd, double[] opt, double tokens,
+                           Map<String, Double> memory) {
+        Timings(Options opts, double[] total, double[] fwd, double[] bwd, double[] opt, Built b) {
+            this(total, fwd, bwd, opt, (double) opts.batch * opts.seq, b.memory());
         }
     }
 
@@ -426,7 +443,7 @@ public final class Bench {
                     }
                 }
             }
-            return new Timings(opts, total, null, null, null);
+            return new Timings(opts, total, null, null, null, b);
         }
     }
 
@@ -485,7 +502,7 @@ public final class Bench {
                     optMs[i] = (t3 - marks[1]) / 1e6;
                 }
             }
-            return new Timings(opts, total, fwd, bwd, optMs);
+            return new Timings(opts, total, fwd, bwd, optMs, b);
         }
     }
 
@@ -512,7 +529,7 @@ public final class Bench {
                             + (long) opts.genBatch * opts.genNewTokens);
                 }
             }
-            return new Timings(total, null, null, null, (double) opts.genBatch * opts.genNewTokens);
+            return new Timings(total, null, null, null, (double) opts.genBatch * opts.genNewTokens, b.memory());
         }
     }
 
@@ -520,6 +537,44 @@ public final class Bench {
     private record Built(PreTrainedModel model, PeftModel peft, List<Param> trainable) {
         ModelOutput forward(ModelInput in) {
             return peft != null ? peft.forward(in) : model.forward(in);
+        }
+
+        /**
+         * {@code base_weight_bytes_per_param}: bytes held per weight of the base Linear layers (4 in float32; packed
+         * codes + quant state in 4 bits), {@code base_weights_mb}: every frozen base tensor of the model (embeddings,
+         * norms and lm_head stay float32).
+         */
+        Map<String, Double> memory() {
+            Map<String, Double> out = new LinkedHashMap<>();
+            long[] q = Quantization.quantizedWeightFootprint(model);
+            long linearParams = q[1];
+            long linearBytes = q[0];
+            long baseBytes = q[0];
+            java.util.Set<Param> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+            for (Map.Entry<String, io.peft4j.nn.Module> e : model.namedModules().entrySet()) {
+                io.peft4j.nn.Module m = e.getValue();
+                if (m instanceof Linear4bit) {
+                    continue;
+                }
+                for (Map.Entry<String, Param> pe : m.parameters().entrySet()) {
+                    Param p = pe.getValue();
+                    if (!seen.add(p) || e.getKey().contains("lora_")) {
+                        continue;
+                    }
+                    long bytes = p.numel() * p.data().getDataType().getNumOfBytes();
+                    baseBytes += bytes;
+                    if (m instanceof io.peft4j.nn.layers.Linear && pe.getKey().equals("weight")
+                            && !e.getKey().equals(model.outputEmbeddingsPath())) {
+                        linearParams += p.numel();
+                        linearBytes += bytes;
+                    }
+                }
+            }
+            if (linearParams > 0) {
+                out.put("base_weight_bytes_per_param", (double) linearBytes / linearParams);
+            }
+            out.put("base_weights_mb", baseBytes / (1024.0 * 1024.0));
+            return out;
         }
     }
 
@@ -543,6 +598,10 @@ public final class Bench {
                 break;
         }
         // LLaMA's lora-qv names its targets; GPT-2 and BERT use peft's defaults (c_attn; query, value).
+        if (v == Variant.QLORA_QV) {
+            // what loadIn4bit does at load time: every Linear but lm_head to NF4, the float weights freed
+            Quantization.quantize(model, BitsAndBytesConfig.nf4());
+        }
         PeftConfig config = v == Variant.LORA_ALL_LINEAR ? lora.targetModules(TargetModules.allLinear()).build()
                 : v == Variant.ADALORA_QV ? adaLora(opts)
                 : arch == Arch.LLAMA ? lora.targetModules("q_proj", "v_proj").build() : lora.build();
@@ -640,7 +699,7 @@ public final class Bench {
         double linear = 2 * n * perToken;
         double attn = opts.layers * 2 * (2.0 * opts.batch * opts.heads * opts.seq * opts.seq * headDim);
         double flop = switch (name) {
-            case LORA_QV_TRAIN, LORA_ALL_LINEAR_TRAIN, DORA_QV_TRAIN, ADALORA_QV_TRAIN -> 2 * linear + 3 * attn;
+            case LORA_QV_TRAIN, LORA_ALL_LINEAR_TRAIN, DORA_QV_TRAIN, ADALORA_QV_TRAIN, QLORA_TRAIN -> 2 * linear + 3 * attn;
             case FULL_FT_TRAIN -> 3 * linear + 3 * attn;
             default -> linear + attn;
         };

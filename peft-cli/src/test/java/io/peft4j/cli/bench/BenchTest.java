@@ -36,11 +36,11 @@ class BenchTest {
         List<String> lines = run(tiny(), ms);
         List<String> results = lines.stream().filter(l -> !l.startsWith("#")).toList();
         assertThat(lines).allMatch(l -> l.startsWith("#") || LINE.matcher(l).matches());
-        assertThat(results).hasSize(23).allMatch(l -> LINE.matcher(l).matches());
+        assertThat(results).hasSize(25).allMatch(l -> LINE.matcher(l).matches());
         assertThat(results.stream().map(l -> l.substring(0, l.indexOf(' '))).toList())
                 .containsExactly("base-forward", "lora-qv-train", "lora-all-linear-train", "full-ft-train",
                         "lora-unmerged-forward", "lora-merged-forward", "dora-qv-train", "dora-unmerged-forward",
-                        "adalora-qv-train",
+                        "adalora-qv-train", "qlora-train", "qlora-forward",
                         "generate-cached", "generate-uncached",
                         "gpt2-base-forward", "gpt2-lora-train", "gpt2-lora-all-linear-train", "gpt2-full-ft-train",
                         "gpt2-lora-unmerged-forward", "gpt2-lora-merged-forward",
@@ -59,7 +59,7 @@ class BenchTest {
         assertThat(results.get(1)).contains(" fwd_ms=").contains(" bwd_ms=").contains(" opt_ms=");
         // DoRA and AdaLoRA print their cost relative to lora-qv-train of the same run.
         Bench.Measurement lora = ms.get(1);
-        for (int i : new int[] {6, 8}) {
+        for (int i : new int[] {6, 8, 9}) {
             Bench.Measurement variant = ms.get(i);
             assertThat(variant.extra().get("x_lora")).as(variant.name())
                     .isCloseTo(variant.medianMs() / lora.medianMs(), org.assertj.core.data.Offset.offset(1e-9));
@@ -101,6 +101,30 @@ class BenchTest {
         assertThat(results.get(1)).contains(" x_lora=");
         assertThat(ms.get(1).extra().get("x_lora")).isCloseTo(ms.get(1).medianMs() / ms.get(0).medianMs(),
                 org.assertj.core.data.Offset.offset(1e-9));
+    }
+
+    @Test
+    void qloraLinesReportTheBaseWeightBytesNextToFloat32Lora() {
+        List<Bench.Measurement> ms = new java.util.ArrayList<>();
+        List<String> lines = run(tiny().only("lora-qv-train,qlora-train,qlora-forward,base-forward"), ms);
+        assertThat(ms).extracting(Bench.Measurement::name)
+                .containsExactly("base-forward", "lora-qv-train", "qlora-train", "qlora-forward");
+        // float32 Linear weights: 4 bytes each
+        assertThat(ms.get(1).extra().get("base_weight_bytes_per_param")).isEqualTo(4.0);
+        // tiny preset, 32 x 32 and 32 x 64 layers in NF4 with double quant: 0.5 byte + 1 absmax byte per 64
+        // + per layer a nested absmax float, the 256-float nested map and the 16-float code book
+        // (4 x 1024 + 3 x 2048 = 10,240 weights in 7 layers): (5120 + 160 + 7 x (4 + 1024 + 64)) / 10240
+        double expected = (5120 + 160 + 7 * (4 + 1024 + 64)) / 10240.0;
+        for (int i : new int[] {2, 3}) {
+            assertThat(ms.get(i).extra().get("base_weight_bytes_per_param")).as(ms.get(i).name())
+                    .isCloseTo(expected, org.assertj.core.data.Offset.offset(1e-9));
+            assertThat(ms.get(i).extra().get("base_weights_mb")).isLessThan(ms.get(1).extra().get("base_weights_mb"));
+        }
+        List<String> results = lines.stream().filter(l -> !l.startsWith("#")).toList();
+        assertThat(results.get(2)).startsWith("qlora-train ").contains(" base_weight_bytes_per_param=")
+                .contains(" x_lora=");
+        assertThat(lines).anyMatch(l -> l.startsWith("# ratio qlora-train / lora-qv-train = "))
+                .anyMatch(l -> l.startsWith("# ratio qlora-forward / base-forward = "));
     }
 
     @Test

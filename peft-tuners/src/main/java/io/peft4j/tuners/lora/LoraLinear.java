@@ -16,6 +16,7 @@ import io.peft4j.nn.Param;
 import io.peft4j.nn.layers.Conv1D;
 import io.peft4j.nn.layers.Dropout;
 import io.peft4j.nn.layers.Linear;
+import io.peft4j.nn.quant.Linear4bit;
 import io.peft4j.tuners.TunerLayer;
 
 import java.util.ArrayList;
@@ -28,6 +29,7 @@ import java.util.Map;
  * active adapter, with {@code A: (r, in)} and {@code B: (out, r)} stored as bias-free Linear layers.
  */
 public final class LoraLinear extends LoraLayer {
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(LoraLinear.class);
     private final long inFeatures;
     private final long outFeatures;
     private final boolean fanInFanOut;
@@ -48,9 +50,14 @@ public final class LoraLinear extends LoraLayer {
         registerModule("lora_B", new ModuleDict());
     }
 
-    /** True if LoRA can wrap this module (a Linear or a GPT-2 Conv1D). */
+    /** True if LoRA can wrap this module (a Linear, a GPT-2 Conv1D or a 4-bit {@link Linear4bit}). */
     public static boolean supports(Module m) {
-        return m instanceof Linear || m instanceof Conv1D;
+        return m instanceof Linear || m instanceof Conv1D || m instanceof Linear4bit;
+    }
+
+    /** The 4-bit base layer (QLoRA), or null when the base weight is float. */
+    private Linear4bit quantizedBase() {
+        return baseLayer() instanceof Linear4bit q ? q : null;
     }
 
     public long inFeatures() {
@@ -62,7 +69,9 @@ public final class LoraLinear extends LoraLayer {
     }
 
     public boolean fanInFanOut() {
-        return fanInFanOut;
+        // follows the base layer when it is swapped (a 4-bit GPT-2 Conv1D dequantised back to a Conv1D)
+        Module base = baseLayer();
+        return base instanceof Conv1D || (fanInFanOut && !(base instanceof Linear4bit));
     }
 
     private ModuleDict dict(String name) {
@@ -104,10 +113,17 @@ public final class LoraLinear extends LoraLayer {
         }
     }
 
-    /** The base weight as {@code (out, in)} (GPT-2's Conv1D stores it transposed). */
+    /**
+     * The base weight as {@code (out, in)} (GPT-2's Conv1D stores it transposed; a 4-bit weight is dequantised into
+     * a temporary of the current scope).
+     */
     private NDArray weightOutIn() {
+        Linear4bit q = quantizedBase();
+        if (q != null) {
+            return q.dequantize();
+        }
         NDArray w = baseLayer().param("weight").data();
-        return fanInFanOut ? w.transpose() : w;
+        return fanInFanOut() ? w.transpose() : w;
     }
 
     public boolean usesDora(String adapter) {
@@ -144,6 +160,7 @@ public final class LoraLinear extends LoraLayer {
      * layer (the layer's output is unchanged). GPT-2's Conv1D weight is factored as {@code (out, in)} too.
      */
     private void factorInit(String adapter, String kind, Linear a, Linear b, NDManager m) {
+        requireFloatBase("init_lora_weights=\"" + kind + "\"");
         int r = ranks.get(adapter);
         double s = scaling.get(adapter);
         float[] data = weightOutIn().toFloatArray();
@@ -158,6 +175,7 @@ public final class LoraLinear extends LoraLayer {
      * estimated gradient; the base weight keeps {@code W − s·B·A}.
      */
     void loraGaInit(String adapter, LoraGAConfig cfg, float[] u, float[] vt, int k) {
+        requireFloatBase("init_lora_weights=\"lora_ga\"");
         NDManager m = baseLayer().param("weight").data().getManager();
         java.util.Random random = null;
         if (cfg.direction().equals("random")) {
@@ -178,7 +196,7 @@ public final class LoraLinear extends LoraLayer {
         a.weight().setData(LoraInit.array(m, f[0], r, in));
         b.weight().setData(LoraInit.array(m, f[1], out, r));
         float[] res = f[2];
-        if (fanInFanOut) {
+        if (fanInFanOut()) {
             res = new float[res.length];
             for (int o = 0; o < out; o++) {
                 for (int i = 0; i < in; i++) {
@@ -186,7 +204,93 @@ public final class LoraLinear extends LoraLayer {
                 }
             }
         }
-        baseLayer().param("weight").setData(fanInFanOut ? LoraInit.array(m, res, in, out) : LoraInit.array(m, res, out, in));
+        baseLayer().param("weight").setData(fanInFanOut() ? LoraInit.array(m, res, in, out) : LoraInit.array(m, res, out, in));
+    }
+
+    /** PiSSA/OLoRA/LoRA-GA rewrite the base weight: refused on a 4-bit base, which cannot hold the residual exactly. */
+    private void requireFloatBase(String what) {
+        if (quantizedBase() != null) {
+            throw new UnsupportedOperationException(what + " rewrites the base weight and is not supported on a 4-bit "
+                    + "(QLoRA) base layer; initialise on the full-precision model, or use the default init");
+        }
+    }
+
+    /**
+     * On a 4-bit base (QLoRA) merging dequantises, adds {@code ΔW} in float32 and re-quantises: lossy, as in peft's
+     * bnb layers (a warning says so); unmerging the same way is lossy too. For an exact merge, dequantise the base
+     * first ({@code Quantization.dequantize(model)}) or merge into a full-precision copy of the base model.
+     */
+    @Override
+    public void merge(boolean safe, List<String> adapterNames) {
+        Linear4bit q = quantizedBase();
+        if (q == null) {
+            super.merge(safe, adapterNames);
+            return;
+        }
+        List<String> names = adapterNames == null ? new ArrayList<>(activeAdapters()) : adapterNames;
+        for (String adapter : names) {
+            if (!hasAdapter(adapter) || mergedAdapters.contains(adapter)) {
+                continue;
+            }
+            LOG.warn("Merge lora module to 4-bit linear may get different generations due to rounding errors.");
+            try (NoGrad ng = NoGrad.enter(); NDScope scope = new NDScope()) {
+                scope.suppressNotUsedWarning();
+                NDArray merged = mergedWeight(adapter, q.dequantize());
+                if (safe && !F.allFinite(merged)) {
+                    throw new IllegalStateException("NaNs detected in the merged weights. The adapter '" + adapter
+                            + "' seems to be broken");
+                }
+                NDArray db = deltaBias(adapter);
+                if (db != null && q.bias() != null) {
+                    q.bias().setData(q.bias().data().add(db));
+                }
+                q.requantize(merged);
+            }
+            mergedAdapters.add(adapter);
+        }
+    }
+
+    @Override
+    public void validateMerge(List<String> adapterNames) {
+        Linear4bit q = quantizedBase();
+        if (q == null) {
+            super.validateMerge(adapterNames);
+            return;
+        }
+        List<String> names = adapterNames == null ? new ArrayList<>(activeAdapters()) : adapterNames;
+        for (String adapter : names) {
+            if (!hasAdapter(adapter) || mergedAdapters.contains(adapter)) {
+                continue;
+            }
+            try (NoGrad ng = NoGrad.enter(); NDScope scope = new NDScope()) {
+                scope.suppressNotUsedWarning();
+                if (!F.allFinite(mergedWeight(adapter, q.dequantize()))) {
+                    throw new IllegalStateException("NaNs detected in the merged weights. The adapter '" + adapter
+                            + "' seems to be broken");
+                }
+            }
+        }
+    }
+
+    @Override
+    public void unmerge() {
+        Linear4bit q = quantizedBase();
+        if (q == null) {
+            super.unmerge();
+            return;
+        }
+        while (!mergedAdapters.isEmpty()) {
+            String adapter = mergedAdapters.remove(mergedAdapters.size() - 1);
+            LOG.warn("Unmerge lora module to 4-bit linear may get different generations due to rounding errors.");
+            try (NoGrad ng = NoGrad.enter(); NDScope scope = new NDScope()) {
+                scope.suppressNotUsedWarning();
+                NDArray db = deltaBias(adapter);
+                if (db != null && q.bias() != null) {
+                    q.bias().setData(q.bias().data().sub(db));
+                }
+                q.requantize(unmergedWeight(adapter, q.dequantize()));
+            }
+        }
     }
 
     @Override
@@ -283,7 +387,7 @@ public final class LoraLinear extends LoraLayer {
     /** {@code m / norm} shaped to scale the base weight's output rows ({@code (out, 1)}, or {@code (1, out)} for Conv1D). */
     private NDArray doraFactor(String adapter, NDArray norm) {
         NDArray f = ((DoraLinearLayer) dict("lora_magnitude_vector").get(adapter)).magnitude().data().div(norm);
-        return fanInFanOut ? f.reshape(1, -1) : f.reshape(-1, 1);
+        return fanInFanOut() ? f.reshape(1, -1) : f.reshape(-1, 1);
     }
 
     private final Map<String, NDArray> mergeNorms = new HashMap<>();
@@ -294,7 +398,7 @@ public final class LoraLinear extends LoraLayer {
         NDArray a = ((Linear) dict("lora_A").get(adapter)).weight().data();
         NDArray b = ((Linear) dict("lora_B").get(adapter)).weight().data();
         NDArray ba = b.matMul(a);
-        if (fanInFanOut) {
+        if (fanInFanOut()) {
             ba = ba.transpose();
         }
         return ba.mul(scaling.get(adapter).floatValue());
