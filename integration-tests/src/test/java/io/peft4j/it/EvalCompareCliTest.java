@@ -163,10 +163,29 @@ class EvalCompareCliTest {
         assertThat(bad.err().trim()).contains("three.jsonl").contains("num_labels 2").contains("config.json");
     }
 
+    /** The rows of an RFC 4180 file (quoted cells may hold commas and doubled quotes; no line breaks here). */
     private static List<String[]> csvRows(Path csv) throws Exception {
         List<String[]> rows = new ArrayList<>();
         for (String line : Files.readAllLines(csv)) {
-            rows.add(line.split(",", -1));
+            List<String> cells = new ArrayList<>();
+            StringBuilder cell = new StringBuilder();
+            boolean quoted = false;
+            for (int i = 0; i < line.length(); i++) {
+                char c = line.charAt(i);
+                if (quoted && c == '"' && i + 1 < line.length() && line.charAt(i + 1) == '"') {
+                    cell.append('"');
+                    i++;
+                } else if (c == '"') {
+                    quoted = !quoted;
+                } else if (c == ',' && !quoted) {
+                    cells.add(cell.toString());
+                    cell.setLength(0);
+                } else {
+                    cell.append(c);
+                }
+            }
+            cells.add(cell.toString());
+            rows.add(cells.toArray(String[]::new));
         }
         return rows;
     }
@@ -190,21 +209,23 @@ class EvalCompareCliTest {
         List<String> header = List.of(rows.get(0));
         assertThat(header).startsWith("method", "settings", "lr", "trainable_params").contains("eval_loss",
                 "eval_accuracy", "all_classes_accuracy", "peak_rss_mb", "ms_per_step", "train_loss", "adapter_bytes");
-        assertThat(rows).hasSize(9);
-        List<String> methods = rows.subList(1, 9).stream().map(x -> x[0]).toList();
-        assertThat(methods).containsExactly("lora", "rslora", "dora", "ia3", "adalora", "pissa", "lora-ga", "full-ft");
+        assertThat(rows).hasSize(10);
+        List<String> methods = rows.subList(1, 10).stream().map(x -> x[0]).toList();
+        assertThat(methods).containsExactly("lora", "qlora", "rslora", "dora", "ia3", "adalora", "pissa", "lora-ga",
+                "full-ft");
         int params = header.indexOf("trainable_params");
         int bytes = header.indexOf("adapter_bytes");
         // Hand-computed: LoRA r=8 adds r*(in+out) per layer; IA3 one vector of out (linear1) or in (linear2, 3).
         long lora = 8L * ((784 + 1000) + (1000 + 2000) + (2000 + 10));
         long full = 784L * 1000 + 1000 + 1000L * 2000 + 2000 + 2000L * 10 + 10;
         assertThat(Long.parseLong(rows.get(1)[params])).isEqualTo(lora);
-        assertThat(Long.parseLong(rows.get(4)[params])).isEqualTo(1000 + 1000 + 2000);
-        assertThat(Long.parseLong(rows.get(8)[params])).isEqualTo(full);
+        assertThat(Long.parseLong(rows.get(2)[params])).as("QLoRA trains the same factors").isEqualTo(lora);
+        assertThat(Long.parseLong(rows.get(5)[params])).isEqualTo(1000 + 1000 + 2000);
+        assertThat(Long.parseLong(rows.get(9)[params])).isEqualTo(full);
         assertThat(Long.parseLong(rows.get(1)[bytes])).isBetween(4 * lora, 4 * lora + 4096);
         assertThat(Files.size(out.resolve("adapters/lora/adapter_model.safetensors")))
                 .isEqualTo(Long.parseLong(rows.get(1)[bytes]));
-        for (String[] row : rows.subList(1, 9)) {
+        for (String[] row : rows.subList(1, 10)) {
             for (String col : List.of("train_loss", "eval_loss", "eval_accuracy", "ms_per_step")) {
                 assertThat(Double.parseDouble(row[header.indexOf(col)])).as(row[0] + " " + col).isFinite()
                         .isGreaterThanOrEqualTo(0);
@@ -226,15 +247,15 @@ class EvalCompareCliTest {
         Files.write(data, lines);
         Path out = tmp.resolve("cmp");
         Run r = run("compare", "--model", CliTest.model(), "--data", data.toString(), "--steps", "2", "--methods",
-                "lora,prompt-tuning,prefix-tuning,full-ft", "--out", out.toString());
+                "lora,prompt-tuning,prefix-tuning,full-ft,qlora", "--out", out.toString());
         assertThat(r.code()).as(r.err()).isZero();
         assertThat(r.out()).contains("9 training rows, 1 evaluation rows");
         List<String[]> rows = csvRows(out.resolve("compare.csv"));
         List<String> header = List.of(rows.get(0));
-        assertThat(rows).hasSize(5);
-        assertThat(rows.subList(1, 5).stream().map(x -> x[0])).containsExactly("lora", "prompt-tuning",
-                "prefix-tuning", "full-ft");
-        for (String[] row : rows.subList(1, 5)) {
+        assertThat(rows).hasSize(6);
+        assertThat(rows.subList(1, 6).stream().map(x -> x[0])).containsExactly("lora", "prompt-tuning",
+                "prefix-tuning", "full-ft", "qlora");
+        for (String[] row : rows.subList(1, 6)) {
             double loss = Double.parseDouble(row[header.indexOf("eval_loss")]);
             assertThat(Double.parseDouble(row[header.indexOf("eval_perplexity")])).as(row[0])
                     .isCloseTo(Math.exp(loss), within(2e-3 * Math.exp(loss)));
@@ -242,6 +263,11 @@ class EvalCompareCliTest {
         // Prompt tuning trains num_virtual_tokens x hidden embeddings: 8 x 64.
         assertThat(Long.parseLong(rows.get(2)[header.indexOf("trainable_params")])).isEqualTo(8 * 64);
         assertThat(Double.parseDouble(rows.get(4)[header.indexOf("trainable_pct")])).isEqualTo(100.0);
+        // QLoRA trains the same LoRA factors; its NF4 base changes the loss a little, not a lot.
+        assertThat(rows.get(5)[header.indexOf("trainable_params")]).isEqualTo(rows.get(1)[header.indexOf("trainable_params")]);
+        double qloraLoss = Double.parseDouble(rows.get(5)[header.indexOf("eval_loss")]);
+        double loraLoss = Double.parseDouble(rows.get(1)[header.indexOf("eval_loss")]);
+        assertThat(qloraLoss).isNotEqualTo(loraLoss).isCloseTo(loraLoss, within(0.5));
         assertValidPng(out.resolve("loss.png"));
 
         Run noData = run("compare", "--model", CliTest.model(), "--out", out.toString());

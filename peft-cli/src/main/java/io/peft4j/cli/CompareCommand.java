@@ -31,7 +31,7 @@ final class CompareCommand implements Callable<Integer> {
             + "and each method's adapter (adapters/METHOD) go (default ${DEFAULT-VALUE})")
     Path out;
 
-    @Option(names = "--methods", description = "comma-separated subset of: lora, rslora, dora, ia3, adalora, pissa, "
+    @Option(names = "--methods", description = "comma-separated subset of: lora, qlora, rslora, dora, ia3, adalora, pissa, "
             + "lora-ga, prompt-tuning, prefix-tuning, p-tuning, full-ft (default: all that apply)")
     String methods;
 

@@ -9,6 +9,7 @@ import io.peft4j.model.PeftModel;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.nn.quant.BitsAndBytesConfig;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -44,6 +45,10 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--max-length", defaultValue = "256", description = "truncate rows (default ${DEFAULT-VALUE})")
     int maxLength;
 
+    @Option(names = "--load-in-4bit", description = "load the model's Linear layers in NF4 (QLoRA), as peft train "
+            + "--load-in-4bit")
+    boolean loadIn4bit;
+
     @Option(names = "--json", description = "print the metrics as one JSON object")
     boolean json;
 
@@ -56,7 +61,8 @@ final class EvalCommand implements Callable<Integer> {
         Path adapterDir = adapter == null ? null : HfModels.resolveAdapter(adapter);
         TaskType type = taskType(adapterDir, modelDir);
         try (TextTask.LazyTokenizer tok = new TextTask.LazyTokenizer(modelDir);
-             PreTrainedModel base = HfModels.fromPretrained(model, type == TaskType.SEQ_CLS ? TaskType.SEQ_CLS : null)) {
+             PreTrainedModel base = HfModels.fromPretrained(model, type == TaskType.SEQ_CLS ? TaskType.SEQ_CLS : null,
+                     loadIn4bit ? BitsAndBytesConfig.nf4() : null)) {
             TextTask<Object> t = TextTask.read(type, base, tok, data, maxLength);
             Function<ModelInput, ModelOutput> forward = base::forward;
             PeftModel peft = null;

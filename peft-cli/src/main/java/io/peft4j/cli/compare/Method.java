@@ -18,6 +18,8 @@ import java.util.Locale;
 /** A method {@code peft compare} can run, by its command-line name, and the config it trains with. */
 public enum Method {
     LORA("lora"),
+    /** LoRA on NF4 base weights (double quantisation, blocks of 64): QLoRA. */
+    QLORA("qlora"),
     RSLORA("rslora"),
     DORA("dora"),
     IA3("ia3"),
@@ -60,7 +62,7 @@ public enum Method {
             lora.targetModules(s.targets());
         }
         return switch (this) {
-            case LORA -> lora.build();
+            case LORA, QLORA -> lora.build();
             case RSLORA -> lora.useRslora(true).build();
             case DORA -> lora.useDora(true).build();
             // Randomised SVD with 4 subspace iterations: peft's fast PiSSA variant.
@@ -97,6 +99,7 @@ public enum Method {
     public String settings(Settings s) {
         return switch (this) {
             case LORA, DORA, PISSA, LORA_GA -> "r=" + s.r() + " alpha=" + s.alpha();
+            case QLORA -> "r=" + s.r() + " alpha=" + s.alpha() + " on NF4";
             case RSLORA -> "r=" + s.r() + " alpha=" + s.alpha() + " (alpha/sqrt(r))";
             case IA3 -> "scaling vectors";
             case ADALORA -> "init_r=" + (s.r() + (s.r() + 1) / 2) + " target_r=" + s.r();

@@ -10,6 +10,7 @@ import io.peft4j.model.PeftModel;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.Torch;
 import io.peft4j.nn.model.ModelInput;
+import io.peft4j.nn.quant.BitsAndBytesConfig;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
 import io.peft4j.nn.train.LrSchedule;
@@ -57,7 +58,7 @@ public final class TextComparison {
         try (TextTask.LazyTokenizer tok = new TextTask.LazyTokenizer(modelDir)) {
             TextTask<Object> trainTask;
             TextTask<Object> evalTask;
-            try (PreTrainedModel probe = load(o, task)) {
+            try (PreTrainedModel probe = load(o, task, null)) {
                 TextTask<Object> all = TextTask.read(task, probe, tok, o.data(), o.maxLength());
                 if (o.evalData() != null) {
                     trainTask = all;
@@ -97,7 +98,7 @@ public final class TextComparison {
                                                TextTask<Object> train, TextTask<Object> eval, Path adapterDir,
                                                PrintStream out) throws IOException {
         Torch.manualSeed(o.seed());
-        try (PreTrainedModel base = load(o, task)) {
+        try (PreTrainedModel base = load(o, task, method == Method.QLORA ? BitsAndBytesConfig.nf4() : null)) {
             var m = base.manager();
             PeftConfig cfg = method.config(settings);
             Module model = base;
@@ -147,8 +148,8 @@ public final class TextComparison {
         };
     }
 
-    private static PreTrainedModel load(Options o, TaskType task) throws IOException {
-        return HfModels.fromPretrained(o.model(), task == TaskType.SEQ_CLS ? TaskType.SEQ_CLS : null);
+    private static PreTrainedModel load(Options o, TaskType task, BitsAndBytesConfig quant) throws IOException {
+        return HfModels.fromPretrained(o.model(), task == TaskType.SEQ_CLS ? TaskType.SEQ_CLS : null, quant);
     }
 
     /** {@code eval_loss} and {@code eval_perplexity} or {@code eval_accuracy}; counts left out. */

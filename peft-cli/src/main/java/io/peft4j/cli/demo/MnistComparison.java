@@ -12,6 +12,8 @@ import io.peft4j.nn.F;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.Torch;
+import io.peft4j.nn.quant.BitsAndBytesConfig;
+import io.peft4j.nn.quant.Quantization;
 import io.peft4j.nn.train.LrSchedule;
 import io.peft4j.nn.train.TrainingArguments;
 import io.peft4j.tuners.lora.LoraGA;
@@ -36,8 +38,8 @@ import java.util.function.UnaryOperator;
  */
 public final class MnistComparison {
     /** The methods that apply to a plain MLP (prompt learning needs a transformer). */
-    public static final List<Method> METHODS = List.of(Method.LORA, Method.RSLORA, Method.DORA, Method.IA3,
-            Method.ADALORA, Method.PISSA, Method.LORA_GA, Method.FULL_FT);
+    public static final List<Method> METHODS = List.of(Method.LORA, Method.QLORA, Method.RSLORA, Method.DORA,
+            Method.IA3, Method.ADALORA, Method.PISSA, Method.LORA_GA, Method.FULL_FT);
     static final int LORA_GA_BATCHES = 8;
 
     private MnistComparison() {}
@@ -107,6 +109,9 @@ public final class MnistComparison {
                                                List<Integer> rows, int[] testOfClass, Path adapterDir, PrintStream out)
             throws IOException {
         PeftConfig cfg = method.config(settings);
+        if (method == Method.QLORA) {
+            Quantization.quantize(model, BitsAndBytesConfig.nf4());
+        }
         UnaryOperator<NDArray> forward = model::forward;
         if (cfg != null) {
             if (method == Method.LORA_GA) {

@@ -97,7 +97,7 @@ class CompareReportTest {
     @Test
     void methodListsParseAndUnknownNamesFail() {
         assertThat(Method.parseList("lora, dora,lora,full-ft")).containsExactly(Method.LORA, Method.DORA, Method.FULL_FT);
-        assertThatThrownBy(() -> Method.parseList("lora,qlora")).hasMessageContaining("unknown method 'qlora'")
+        assertThatThrownBy(() -> Method.parseList("lora,xlora")).hasMessageContaining("unknown method 'xlora'")
                 .hasMessageContaining("p-tuning");
         assertThatThrownBy(() -> new CompareReport("x", List.of())).isInstanceOf(IllegalArgumentException.class);
     }
