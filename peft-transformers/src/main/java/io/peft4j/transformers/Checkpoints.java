@@ -9,6 +9,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.peft4j.nn.Module;
+import io.peft4j.nn.Init;
 import io.peft4j.nn.Param;
 import io.peft4j.nn.safetensors.ShardedSafetensors;
 import io.peft4j.nn.safetensors.TensorData;
@@ -165,6 +166,15 @@ public final class Checkpoints {
         }
     }
 
+    /** The module paths owning the parameter names {@code names} ({@code a.b.weight} -> {@code a.b}), in order. */
+    public static java.util.Set<String> owners(List<String> names) {
+        java.util.Set<String> owners = new java.util.LinkedHashSet<>();
+        for (String k : names) {
+            owners.add(k.contains(".") ? k.substring(0, k.lastIndexOf('.')) : "");
+        }
+        return owners;
+    }
+
     private static boolean isQuantStateOf(String name, java.util.Set<String> weightKeys) {
         if (!BnbFormat.isQuantStateKey(name)) {
             return false;
@@ -253,6 +263,23 @@ public final class Checkpoints {
     }
 
     /**
+     * Linear layers become 4-bit before the weights load, so each float weight is quantised as it is read (the
+     * deferred float weights are never written). A bitsandbytes checkpoint gets exactly the layers it stores in 4 bits
+     * (by their quant_state tensors).
+     */
+    private static void quantizeForLoading(PreTrainedModel m, BitsAndBytesConfig quant, ModelConfig raw, Path dir)
+            throws IOException {
+        java.util.Set<String> stored = raw.has("quantization_config") ? quantizedInCheckpoint(dir) : null;
+        if (stored == null || stored.isEmpty()) {
+            Quantization.quantize(m, quant);
+        } else {
+            Quantization.quantize(m, quant, path -> stored.stream()
+                    .noneMatch(p -> path.equals(p) || path.endsWith("." + p)));
+        }
+        m.setConfig(m.config().with("quantization_config", quant.toJson()));
+    }
+
+    /**
      * The body every {@code fromPretrained(dir)} shares: parse {@code config.json}, build the model in a new
      * manager, load the weights, remember the directory, switch to eval mode. The manager is closed when any
      * step fails, so a bad checkpoint leaks no native memory.
@@ -264,21 +291,28 @@ public final class Checkpoints {
         C config = parse.apply(raw);
         BitsAndBytesConfig quant = quantizationOf(raw, dir.resolve("config.json").toString());
         NDManager manager = Torch.newManager();
+        // Built with deferred init (transformers' no_init_weights): the checkpoint's tensors are never randomly
+        // initialised first, so loading costs no random-number time and, for 4-bit loading, no float32 peak.
+        Init.Deferral deferral = Init.defer();
         try {
-            M m = build.build(manager, config);
-            if (quant != null) {
-                // Linear layers become 4-bit before the weights load, so each float weight is quantised as it is read
-                java.util.Set<String> stored = raw.has("quantization_config") ? quantizedInCheckpoint(dir) : null;
-                if (stored == null || stored.isEmpty()) {
-                    Quantization.quantize(m, quant);
-                } else {
-                    // a bitsandbytes checkpoint: exactly the layers it stores in 4 bits (by their quant_state tensors)
-                    Quantization.quantize(m, quant, path -> stored.stream()
-                            .noneMatch(p -> path.equals(p) || path.endsWith("." + p)));
+            M m;
+            try {
+                m = build.build(manager, config);
+                if (quant != null) {
+                    quantizeForLoading(m, quant, raw, dir);
                 }
-                m.setConfig(m.config().with("quantization_config", quant.toJson()));
+            } finally {
+                deferral.close();
             }
             load.load(m, dir);
+            List<String> fresh = deferral.remaining(m);
+            if (!fresh.isEmpty()) {
+                m.initMissingWeights(fresh);
+                List<String> still = deferral.remaining(m);
+                if (!still.isEmpty()) {
+                    throw new IllegalStateException(dir + ": " + still + " were neither in the checkpoint nor initialised");
+                }
+            }
             m.setNameOrPath(dir.toString());
             m.eval();
             return m;

@@ -3,6 +3,7 @@ package io.peft4j.nn.layers;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import io.peft4j.nn.Init;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.Param;
 
@@ -14,9 +15,12 @@ public class Conv1D extends Module {
     public Conv1D(NDManager manager, long inFeatures, long outFeatures) {
         this.inFeatures = inFeatures;
         this.outFeatures = outFeatures;
-        registerParameter("weight", manager.randomNormal(0f, 0.02f, new Shape(inFeatures, outFeatures),
-                ai.djl.ndarray.types.DataType.FLOAT32));
-        registerParameter("bias", manager.zeros(new Shape(outFeatures)));
+        Shape shape = new Shape(inFeatures, outFeatures);
+        NDArray deferred = Init.deferred(manager, shape);
+        registerParameter("weight", deferred != null ? deferred
+                : manager.randomNormal(0f, 0.02f, shape, ai.djl.ndarray.types.DataType.FLOAT32));
+        NDArray deferredBias = Init.deferred(manager, new Shape(outFeatures));
+        registerParameter("bias", deferredBias != null ? deferredBias : manager.zeros(new Shape(outFeatures)));
     }
 
     public long inFeatures() {

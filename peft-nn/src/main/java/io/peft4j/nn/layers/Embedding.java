@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.peft4j.nn.F;
+import io.peft4j.nn.Init;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.Param;
 
@@ -16,8 +17,9 @@ public class Embedding extends Module {
     public Embedding(NDManager manager, long numEmbeddings, long embeddingDim) {
         this.numEmbeddings = numEmbeddings;
         this.embeddingDim = embeddingDim;
-        registerParameter("weight", manager.randomNormal(0f, 1f, new Shape(numEmbeddings, embeddingDim),
-                DataType.FLOAT32));
+        Shape shape = new Shape(numEmbeddings, embeddingDim);
+        NDArray deferred = Init.deferred(manager, shape);
+        registerParameter("weight", deferred != null ? deferred : manager.randomNormal(0f, 1f, shape, DataType.FLOAT32));
     }
 
     public long numEmbeddings() {

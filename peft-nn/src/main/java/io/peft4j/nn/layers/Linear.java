@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import io.peft4j.nn.F;
+import io.peft4j.nn.Init;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.Param;
 
@@ -17,9 +18,13 @@ public class Linear extends Module {
         this.inFeatures = inFeatures;
         this.outFeatures = outFeatures;
         float bound = (float) (1.0 / Math.sqrt(inFeatures));
-        registerParameter("weight", manager.randomUniform(-bound, bound, new Shape(outFeatures, inFeatures)));
+        Shape w = new Shape(outFeatures, inFeatures);
+        NDArray deferred = Init.deferred(manager, w);
+        registerParameter("weight", deferred != null ? deferred : manager.randomUniform(-bound, bound, w));
         if (bias) {
-            registerParameter("bias", manager.randomUniform(-bound, bound, new Shape(outFeatures)));
+            Shape b = new Shape(outFeatures);
+            NDArray deferredBias = Init.deferred(manager, b);
+            registerParameter("bias", deferredBias != null ? deferredBias : manager.randomUniform(-bound, bound, b));
         }
     }
 

@@ -48,6 +48,16 @@ public abstract class PreTrainedModel extends Module implements AutoCloseable {
         return config;
     }
 
+    /**
+     * Initialises the named parameters as this model's constructor would (transformers' {@code _init_weights}):
+     * called by the checkpoint loader for what a checkpoint did not provide when the model was built with deferred
+     * initialisation ({@link io.peft4j.nn.Init}). A model without an initialisation rule refuses, naming them.
+     */
+    public void initMissingWeights(java.util.List<String> names) {
+        throw new IllegalStateException(getClass().getSimpleName() + ": the checkpoint did not provide " + names
+                + " and this model has no initialisation rule for them");
+    }
+
     /** Replaces the config (e.g. after a merge unties embeddings). */
     public void setConfig(ModelConfig config) {
         this.config = config;

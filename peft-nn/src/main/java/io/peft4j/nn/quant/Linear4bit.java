@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.peft4j.nn.F;
+import io.peft4j.nn.Init;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.Param;
@@ -64,7 +65,10 @@ public class Linear4bit extends Module {
         Linear4bit q = new Linear4bit(w.getManager(), new Quantizer.Packed(new byte[1], Quantizer.stateFor(
                 new float[1], new long[] {1, 1}, quantType, blocksize, doubleQuant)), null, linear.inFeatures(),
                 linear.outFeatures());
-        q.quantizeFrom(w);
+        if (!Init.isDeferred(w)) {
+            // A deferred (never written) weight is not worth quantising: the checkpoint loader fills the layer.
+            q.quantizeFrom(w);
+        }
         if (linear.bias() != null) {
             q.registerParameter("bias", linear.bias());
         }
@@ -81,8 +85,10 @@ public class Linear4bit extends Module {
                 new float[1], new long[] {1, 1}, quantType, blocksize, doubleQuant)), null, conv.inFeatures(),
                 conv.outFeatures());
         q.fromConv1D = true;
-        try (NoGrad ignored = NoGrad.enter(); NDArray t = w.transpose()) {
-            q.quantizeFrom(t);
+        if (!Init.isDeferred(w)) {
+            try (NoGrad ignored = NoGrad.enter(); NDArray t = w.transpose()) {
+                q.quantizeFrom(t);
+            }
         }
         q.registerParameter("bias", conv.bias());
         return q;

@@ -6,6 +6,7 @@ import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.peft4j.nn.F;
+import io.peft4j.nn.Init;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.ModuleList;
 import io.peft4j.nn.Param;
@@ -199,6 +200,9 @@ public class BertModel extends PreTrainedModel {
             Module m = e.getValue();
             if (m instanceof Linear || m instanceof Embedding) {
                 Param w = m.param("weight");
+                if (Init.isDeferred(w.data())) {
+                    continue;
+                }
                 NDArray init = manager.randomNormal(0f, (float) std, w.shape(), DataType.FLOAT32);
                 if (m instanceof Embedding emb && e.getKey().endsWith("word_embeddings") && padTokenId != null
                         && padTokenId >= 0 && padTokenId < emb.numEmbeddings()) {
@@ -216,11 +220,7 @@ public class BertModel extends PreTrainedModel {
 
     /** Applies {@link #initWeights} to the modules owning the {@code fresh} state names (a load's newly initialised). */
     public static void initNewlyInitialized(Module model, List<String> fresh, NDManager manager, double std) {
-        Set<String> owners = new LinkedHashSet<>();
-        for (String k : fresh) {
-            owners.add(k.contains(".") ? k.substring(0, k.lastIndexOf('.')) : "");
-        }
-        for (String path : owners) {
+        for (String path : Checkpoints.owners(fresh)) {
             initWeights(model.getSubmodule(path), manager, std, null);
         }
     }
@@ -426,4 +426,10 @@ public class BertModel extends PreTrainedModel {
             return call("dense", hidden.get(":, 0")).tanh();
         }
     }
+
+    @Override
+    public void initMissingWeights(java.util.List<String> names) {
+        BertModel.initNewlyInitialized(this, names, manager(), cfg.initializerRange());
+    }
+
 }

@@ -106,4 +106,10 @@ public class DistilBertForSequenceClassification extends PreTrainedModel {
                 : ClassifierHead.loss(logits, input.labels(), cfg.numLabels(), cfg.problemType());
         return new ModelOutput(logits, loss, out.hiddenStates());
     }
+
+    @Override
+    public void initMissingWeights(java.util.List<String> names) {
+        BertModel.initNewlyInitialized(this, names, manager(), cfg.initializerRange());
+    }
+
 }

@@ -272,4 +272,10 @@ public class DistilBertModel extends PreTrainedModel {
             return call("dropout", call("lin2", act.apply(call("lin1", x))));
         }
     }
+
+    @Override
+    public void initMissingWeights(java.util.List<String> names) {
+        BertModel.initNewlyInitialized(this, names, manager(), cfg.initializerRange());
+    }
+
 }

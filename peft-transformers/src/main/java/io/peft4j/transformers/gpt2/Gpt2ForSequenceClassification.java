@@ -64,6 +64,11 @@ public class Gpt2ForSequenceClassification extends PreTrainedModel {
         }
     }
 
+    @Override
+    public void initMissingWeights(List<String> names) {
+        Gpt2Model.initMissing(this, names, manager(), cfg);
+    }
+
     public Gpt2Config gpt2Config() {
         return cfg;
     }

@@ -13,6 +13,7 @@ import io.peft4j.transformers.CausalLm;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Set;
 
 /**
@@ -56,6 +57,11 @@ public class Gpt2LMHeadModel extends PreTrainedModel {
         boolean tied = isTied();
         Gpt2Model.loadCheckpoint(this, dirOrFile, manager(), name -> tied && name.equals("lm_head.weight"),
                 tied ? Set.of("lm_head.weight") : Set.of());
+    }
+
+    @Override
+    public void initMissingWeights(List<String> names) {
+        Gpt2Model.initMissing(this, names, manager(), cfg);
     }
 
     public Gpt2Config gpt2Config() {

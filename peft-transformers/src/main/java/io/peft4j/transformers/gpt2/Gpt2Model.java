@@ -6,6 +6,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.peft4j.nn.F;
+import io.peft4j.nn.Init;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.ModuleList;
 import io.peft4j.nn.Param;
@@ -134,13 +135,29 @@ public class Gpt2Model extends Module {
      * ({@code c_proj.weight}) N(0, initializer_range / sqrt(2 * n_layer)).
      */
     static void initWeights(Module root, NDManager manager, Gpt2Config cfg) {
+        initWeights(root, "", manager, cfg);
+    }
+
+    /** The modules owning {@code names} (what a checkpoint did not provide), initialised as above. */
+    static void initMissing(Module model, List<String> names, NDManager manager, Gpt2Config cfg) {
+        for (String owner : Checkpoints.owners(names)) {
+            initWeights(model.getSubmodule(owner), owner, manager, cfg);
+        }
+    }
+
+    /** @param rootPath {@code root}'s path in the model, so a lone {@code c_proj} still gets the residual std */
+    private static void initWeights(Module root, String rootPath, NDManager manager, Gpt2Config cfg) {
         float std = (float) cfg.initializerRange();
         float projStd = (float) (cfg.initializerRange() / Math.sqrt(2.0 * Math.max(1, cfg.nLayer())));
         for (Map.Entry<String, Module> e : root.namedModules().entrySet()) {
             Module m = e.getValue();
             if (m instanceof Linear || m instanceof Conv1D || m instanceof Embedding) {
-                boolean residualProj = m instanceof Conv1D && e.getKey().endsWith("c_proj");
+                String path = e.getKey().isEmpty() ? rootPath : rootPath.isEmpty() ? e.getKey() : rootPath + "." + e.getKey();
+                boolean residualProj = m instanceof Conv1D && path.endsWith("c_proj");
                 Param w = m.param("weight");
+                if (Init.isDeferred(w.data())) {
+                    continue;
+                }
                 w.setData(manager.randomNormal(0f, residualProj ? projStd : std, w.shape(), DataType.FLOAT32));
                 Param b = m.paramOrNull("bias");
                 if (b != null) {

@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.peft4j.nn.F;
+import io.peft4j.nn.Init;
 import io.peft4j.nn.Module;
 import io.peft4j.nn.ModuleList;
 import io.peft4j.nn.Param;
@@ -42,7 +43,7 @@ public class LlamaForCausalLM extends PreTrainedModel {
         this.cfg = config;
         LlamaModel model = registerModule("model", new LlamaModel(manager, config));
         Linear lmHead = registerModule("lm_head", new Linear(manager, config.hiddenSize(), config.vocabSize(), false));
-        initWeights(manager, config.initializerRange());
+        initWeights(this, manager, config.initializerRange());
         if (config.tieWordEmbeddings()) {
             // Same Param object under both names: one tensor, counted once, updated together.
             Param own = lmHead.param("weight");
@@ -95,10 +96,21 @@ public class LlamaForCausalLM extends PreTrainedModel {
     }
 
 
-    private void initWeights(NDManager manager, double std) {
-        for (Module m : namedModules().values()) {
+    @Override
+    public void initMissingWeights(List<String> names) {
+        for (String owner : Checkpoints.owners(names)) {
+            initWeights(getSubmodule(owner), manager(), cfg.initializerRange());
+        }
+    }
+
+    /** transformers' {@code LlamaPreTrainedModel._init_weights} below {@code root}; deferred weights are left alone. */
+    private static void initWeights(Module root, NDManager manager, double std) {
+        for (Module m : root.namedModules().values()) {
             if (m instanceof Linear || m instanceof Embedding) {
                 Param w = m.param("weight");
+                if (Init.isDeferred(w.data())) {
+                    continue;
+                }
                 w.setData(manager.randomNormal(0f, (float) std, w.shape(), DataType.FLOAT32));
                 Param b = m.paramOrNull("bias");
                 if (b != null) {

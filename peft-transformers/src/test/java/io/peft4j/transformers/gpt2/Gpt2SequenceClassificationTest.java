@@ -163,6 +163,14 @@ class Gpt2SequenceClassificationTest {
             assertThat(cls.outputEmbeddingsPath()).isNull();
             assertThat(cls.inputEmbeddings()).isSameAs(cls.getSubmodule("transformer.wte"));
             assertThat(cls.getParameter("score.weight").shape()).isEqualTo(new Shape(2, 64));
+            // Loading defers init; the head the checkpoint lacks gets GPT-2's N(0, 0.02), never uninitialised memory.
+            float[] score = cls.getParameter("score.weight").data().toFloatArray();
+            double sq = 0;
+            for (float v : score) {
+                assertThat(v).isFinite();
+                sq += v * v;
+            }
+            assertThat(Math.sqrt(sq / score.length)).isBetween(0.01, 0.03);
             long[][] ids = inputIds();
             NDArray input = nd.create(ids[0], new Shape(1, 10));
             float[] a = cls.forward(ModelInput.builder().inputIds(input).outputHiddenStates(true).build())
