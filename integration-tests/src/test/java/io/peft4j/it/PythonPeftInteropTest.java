@@ -22,6 +22,11 @@ import static org.assertj.core.api.Assertions.assertThat;
  * {@code PEFT4J_PYTHON} names a Python with torch, transformers and peft (not part of the build: CI skips it).
  */
 class PythonPeftInteropTest {
+    /** The reference model a reference config belongs to ({@code gpt2-...} or {@code llama-...}). */
+    private static String model(String config) {
+        return Reference.model(config.substring(0, config.indexOf('-'))).toString();
+    }
+
     private static String python() {
         String py = System.getenv("PEFT4J_PYTHON");
         Assumptions.assumeTrue(py != null && !py.isBlank(),
@@ -31,16 +36,17 @@ class PythonPeftInteropTest {
 
     /** The other way round: adapters created and saved by Python peft (its current version) load in peft4j. */
     @ParameterizedTest
-    @ValueSource(strings = {"llama-lora", "llama-dora", "llama-ia3", "llama-prompt", "llama-prefix"})
+    @ValueSource(strings = {"llama-lora", "llama-dora", "llama-ia3", "llama-prompt", "llama-prefix", "gpt2-lora",
+            "gpt2-dora", "gpt2-ia3", "gpt2-prefix"})
     void adapterSavedByPythonPeftGivesItsLogitsInJava(String config, @TempDir Path tmp) throws Exception {
         String py = python();
         Path inputs = Reference.root().resolve("inputs.json");
         Path adapter = tmp.resolve("adapter");
         Path theirs = tmp.resolve("theirs.safetensors");
-        runPython(py, "peft_save.py", CliTest.model(), Reference.adapter(config).resolve("adapter_config.json").toString(),
+        runPython(py, "peft_save.py", model(config), Reference.adapter(config).resolve("adapter_config.json").toString(),
                 inputs.toString(), adapter.toString(), theirs.toString());
         Path ours = tmp.resolve("ours.safetensors");
-        Run logits = run("logits", "--model", CliTest.model(), "--adapter", adapter.toString(), "--input",
+        Run logits = run("logits", "--model", model(config), "--adapter", adapter.toString(), "--input",
                 inputs.toString(), "--out", ours.toString());
         assertThat(logits.code()).as(logits.err()).isZero();
         try (SafetensorsFile a = SafetensorsFile.open(ours); SafetensorsFile b = SafetensorsFile.open(theirs)) {
@@ -62,7 +68,8 @@ class PythonPeftInteropTest {
 
     @ParameterizedTest
     @ValueSource(strings = {"llama-lora", "llama-rslora", "llama-lora-all-linear", "llama-dora", "llama-ia3",
-            "llama-adalora", "llama-prompt", "llama-prefix", "llama-ptuning"})
+            "llama-adalora", "llama-prompt", "llama-prefix", "llama-ptuning", "gpt2-lora", "gpt2-dora", "gpt2-ia3",
+            "gpt2-lora-embed-fan-in-fan-out"})
     void adapterTrainedInJavaGivesTheSameLogitsInPythonPeft(String config, @TempDir Path tmp) throws Exception {
         String py = python();
         Path data = tmp.resolve("data.jsonl");
@@ -72,18 +79,18 @@ class PythonPeftInteropTest {
         }
         Files.write(data, lines);
         Path adapter = tmp.resolve("adapter");
-        Run train = run("train", "--model", CliTest.model(), "--config",
+        Run train = run("train", "--model", model(config), "--config",
                 Reference.adapter(config).resolve("adapter_config.json").toString(), "--data", data.toString(),
                 "--steps", "5", "--lr", "1e-2", "--quiet", "--out", adapter.toString());
         assertThat(train.code()).as(train.err()).isZero();
         Path inputs = Reference.root().resolve("inputs.json");
         Path ours = tmp.resolve("ours.safetensors");
-        Run logits = run("logits", "--model", CliTest.model(), "--adapter", adapter.toString(), "--input",
+        Run logits = run("logits", "--model", model(config), "--adapter", adapter.toString(), "--input",
                 inputs.toString(), "--out", ours.toString());
         assertThat(logits.code()).as(logits.err()).isZero();
 
         Path theirs = tmp.resolve("theirs.safetensors");
-        runPython(py, "peft_logits.py", CliTest.model(), adapter.toString(), inputs.toString(), theirs.toString());
+        runPython(py, "peft_logits.py", model(config), adapter.toString(), inputs.toString(), theirs.toString());
         try (SafetensorsFile a = SafetensorsFile.open(ours); SafetensorsFile b = SafetensorsFile.open(theirs)) {
             assertThat(a.info("logits").shape()).isEqualTo(b.info("logits").shape());
             Reference.assertClose(a.toFloatArray("logits"), b.toFloatArray("logits"), config + " in Python peft");
