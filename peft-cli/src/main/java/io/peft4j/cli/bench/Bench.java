@@ -265,6 +265,8 @@ public final class Bench {
         out.println("# peft4j bench threads=" + JniUtils.getNumThreads()
                 + " interop_threads=" + JniUtils.getNumInteropThreads()
                 + " OMP_WAIT_POLICY=" + (omp == null ? "unset" : omp)
+                + " MALLOC_TRIM_THRESHOLD_=" + envOr("MALLOC_TRIM_THRESHOLD_", "unset")
+                + " MALLOC_MMAP_THRESHOLD_=" + envOr("MALLOC_MMAP_THRESHOLD_", "unset")
                 + " cpus=" + Runtime.getRuntime().availableProcessors()
                 + " java=" + System.getProperty("java.version")
                 + " torch=" + engine.getVersion());
@@ -707,6 +709,11 @@ public final class Bench {
     }
 
     // ---- memory and stats -----------------------------------------------------------------------------
+
+    private static String envOr(String name, String dflt) {
+        String v = System.getenv(name);
+        return v == null ? dflt : v;
+    }
 
     /** A field of {@code /proc/self/status} in MiB, or 0 where it is not available. */
     public static double readStatusMb(String field) {
