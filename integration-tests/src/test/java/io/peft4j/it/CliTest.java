@@ -94,12 +94,7 @@ class CliTest {
 
     @Test
     void trainLowersTheLossAndSavesAnAdapterThatLoads(@TempDir Path tmp) throws Exception {
-        Path data = tmp.resolve("data.jsonl");
-        List<String> lines = new ArrayList<>();
-        for (int i = 0; i < 8; i++) {
-            lines.add("{\"input_ids\": [5, 9, 17, 33, 65, 129, " + (10 + i) + ", 5, 9, 17]}");
-        }
-        Files.write(data, lines);
+        Path data = trainingData(tmp);
         Path out = tmp.resolve("adapter");
         Run r = run("train", "--model", model(), "--config",
                 Reference.adapter("llama-lora").resolve("adapter_config.json").toString(), "--data", data.toString(),
@@ -229,7 +224,7 @@ class CliTest {
     }
 
     /** Eight short sequences of ids as {@code peft train} reads them. */
-    private static Path trainingData(Path tmp) throws java.io.IOException {
+    static Path trainingData(Path tmp) throws java.io.IOException {
         Path data = tmp.resolve("data.jsonl");
         List<String> lines = new ArrayList<>();
         for (int i = 0; i < 8; i++) {
@@ -249,12 +244,7 @@ class CliTest {
     @org.junit.jupiter.params.ParameterizedTest
     @org.junit.jupiter.params.provider.ValueSource(strings = {"llama-prompt", "llama-ptuning", "llama-prefix-proj"})
     void trainWorksWithPromptLearningConfigs(String name, @TempDir Path tmp) throws Exception {
-        Path data = tmp.resolve("data.jsonl");
-        List<String> lines = new ArrayList<>();
-        for (int i = 0; i < 8; i++) {
-            lines.add("{\"input_ids\": [5, 9, 17, 33, 65, 129, " + (10 + i) + ", 5, 9, 17]}");
-        }
-        Files.write(data, lines);
+        Path data = trainingData(tmp);
         Path out = tmp.resolve("adapter");
         Run r = run("train", "--model", model(), "--config",
                 Reference.adapter(name).resolve("adapter_config.json").toString(), "--data", data.toString(),

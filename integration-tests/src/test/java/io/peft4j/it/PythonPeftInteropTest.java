@@ -72,12 +72,7 @@ class PythonPeftInteropTest {
             "gpt2-lora-embed-fan-in-fan-out"})
     void adapterTrainedInJavaGivesTheSameLogitsInPythonPeft(String config, @TempDir Path tmp) throws Exception {
         String py = python();
-        Path data = tmp.resolve("data.jsonl");
-        List<String> lines = new ArrayList<>();
-        for (int i = 0; i < 8; i++) {
-            lines.add("{\"input_ids\": [5, 9, 17, 33, 65, 129, " + (10 + i) + ", 5, 9, 17]}");
-        }
-        Files.write(data, lines);
+        Path data = CliTest.trainingData(tmp);
         Path adapter = tmp.resolve("adapter");
         Run train = run("train", "--model", model(config), "--config",
                 Reference.adapter(config).resolve("adapter_config.json").toString(), "--data", data.toString(),

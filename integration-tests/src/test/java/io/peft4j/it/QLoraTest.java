@@ -354,12 +354,7 @@ class QLoraTest {
 
     @Test
     void peftTrainLoadsIn4bitAndTheAdapterRunsOnTheFourBitModel(@TempDir Path tmp) throws Exception {
-        Path data = tmp.resolve("data.jsonl");
-        List<String> rows = new java.util.ArrayList<>();
-        for (int i = 0; i < 8; i++) {
-            rows.add("{\"input_ids\": [5, 9, 17, 33, 65, 129, " + (10 + i) + ", 5, 9, 17]}");
-        }
-        Files.write(data, rows);
+        Path data = CliTest.trainingData(tmp);
         Path out = tmp.resolve("adapter");
         CliTest.Run r = CliTest.run("train", "--model", LLAMA, "--load-in-4bit", "--config",
                 Reference.adapter("llama-lora").resolve("adapter_config.json").toString(), "--data", data.toString(),
