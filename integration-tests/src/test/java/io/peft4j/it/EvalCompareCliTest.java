@@ -270,6 +270,15 @@ class EvalCompareCliTest {
         assertThat(qloraLoss).isNotEqualTo(loraLoss).isCloseTo(loraLoss, within(0.5));
         assertValidPng(out.resolve("loss.png"));
 
+        // A method whose loss diverges is reported and left out; the others still run and are written.
+        Path out2 = tmp.resolve("cmp2");
+        Run diverged = run("compare", "--model", CliTest.model(), "--data", data.toString(), "--steps", "4",
+                "--methods", "lora,full-ft", "--lr", "1e30", "--out", out2.toString());
+        assertThat(diverged.code()).as(diverged.err()).isZero();
+        assertThat(diverged.out()).containsPattern("lora +failed: loss is NaN");
+        List<String[]> kept = csvRows(out2.resolve("compare.csv"));
+        assertThat(kept.subList(1, kept.size()).stream().map(x -> x[0])).containsExactly("full-ft");
+
         Run noData = run("compare", "--model", CliTest.model(), "--out", out.toString());
         assertThat(noData.code()).isNotZero();
         assertThat(noData.err().trim()).contains("--model and --data go together");

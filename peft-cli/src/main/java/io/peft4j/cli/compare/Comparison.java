@@ -57,6 +57,29 @@ public final class Comparison {
         }
     }
 
+    /** One method's run, which may throw. */
+    @FunctionalInterface
+    public interface MethodRun {
+        Result run() throws IOException;
+    }
+
+    /**
+     * Runs one method of a comparison, measured alone ({@link #startMeasurement()} first). A method the model cannot
+     * take (an argument or state error) or whose loss diverges is reported on {@code log} and left out, so the other
+     * methods still run; null then.
+     */
+    public static Result attempt(String method, PrintStream log, MethodRun run) throws IOException {
+        startMeasurement();
+        try {
+            return run.run();
+        } catch (IllegalArgumentException | UnsupportedOperationException | IllegalStateException e) {
+            log.printf(Locale.ROOT, "  %-14s skipped: %s%n", method, e.getMessage());
+        } catch (ArithmeticException e) {
+            log.printf(Locale.ROOT, "  %-14s failed: %s%n", method, e.getMessage());
+        }
+        return null;
+    }
+
     /** Frees what can be freed and resets the kernel's peak-RSS mark, so the next method is measured alone. */
     public static void startMeasurement() {
         System.gc();

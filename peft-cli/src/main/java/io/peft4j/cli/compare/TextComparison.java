@@ -81,13 +81,10 @@ public final class TextComparison {
             Method.Settings settings = new Method.Settings(o.r(), o.alpha(), null, null, null, o.steps(),
                     o.virtualTokens(), task);
             for (Method method : o.methods()) {
-                Comparison.startMeasurement();
-                try {
-                    results.add(runMethod(method, settings, o, task, trainTask, evalTask,
-                            adaptersDir.resolve(method.cliName()), out));
-                } catch (IllegalArgumentException | UnsupportedOperationException | IllegalStateException e) {
-                    // A method the model cannot take (e.g. prefix tuning without past key/values) is left out.
-                    out.printf(Locale.ROOT, "  %-14s skipped: %s%n", method.cliName(), e.getMessage());
+                Comparison.Result r = Comparison.attempt(method.cliName(), out, () -> runMethod(method, settings, o,
+                        task, trainTask, evalTask, adaptersDir.resolve(method.cliName()), out));
+                if (r != null) {
+                    results.add(r);
                 }
             }
         }

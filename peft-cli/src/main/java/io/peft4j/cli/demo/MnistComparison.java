@@ -89,15 +89,19 @@ public final class MnistComparison {
             Method.Settings settings = new Method.Settings(o.r(), o.alpha(), List.of(FashionMnistDemo.TARGETS),
                     List.of(FashionMnistDemo.TARGETS), List.of("linear2", "linear3"), o.steps(), 0, null);
             for (Method method : o.methods()) {
-                Comparison.startMeasurement();
                 // Each method gets its own copy of the pre-trained MLP in a sub-manager, freed with its adapter and
                 // optimizer state before the next method starts.
-                try (NDManager sub = manager.newSubManager()) {
-                    Torch.manualSeed(o.seed());
-                    OversizedMlp copy = new OversizedMlp(sub);
-                    copy.loadStateDict(mlp.stateDict(), true);
-                    results.add(runMethod(method, settings, copy, sub, o, train, test, rows, testOfClass,
-                            adaptersDir.resolve(method.cliName()), out));
+                Comparison.Result r = Comparison.attempt(method.cliName(), out, () -> {
+                    try (NDManager sub = manager.newSubManager()) {
+                        Torch.manualSeed(o.seed());
+                        OversizedMlp copy = new OversizedMlp(sub);
+                        copy.loadStateDict(mlp.stateDict(), true);
+                        return runMethod(method, settings, copy, sub, o, train, test, rows, testOfClass,
+                                adaptersDir.resolve(method.cliName()), out);
+                    }
+                });
+                if (r != null) {
+                    results.add(r);
                 }
             }
         }
