@@ -64,7 +64,10 @@ public final class LlamaConfig {
         this.numKeyValueHeads = c.getInt("num_key_value_heads", mistral ? 8 : numAttentionHeads);
         this.headDim = c.getInt("head_dim", hiddenSize / numAttentionHeads);
         this.rmsNormEps = c.getDouble("rms_norm_eps", 1e-6);
-        this.ropeTheta = c.getDouble("rope_theta", 10000.0);
+        // transformers 5 writes rope_theta and the scaling together as rope_parameters.
+        JsonNode rp = c.json().get("rope_parameters");
+        this.ropeTheta = c.has("rope_theta") ? c.getDouble("rope_theta")
+                : rp != null && rp.hasNonNull("rope_theta") ? rp.get("rope_theta").asDouble() : 10000.0;
         this.maxPositionEmbeddings = c.getInt("max_position_embeddings", mistral ? 4096 * 32 : qwen2 ? 32768 : 2048);
         boolean attentionBias = c.getBoolean("attention_bias", false);
         // Qwen2 hard-codes bias on q/k/v (not o) regardless of config.
@@ -98,6 +101,9 @@ public final class LlamaConfig {
 
     private static Llama3RopeScaling parseRopeScaling(ModelConfig c) {
         JsonNode rs = c.json().get("rope_scaling");
+        if ((rs == null || rs.isNull()) && c.json().path("rope_parameters").isObject()) {
+            rs = c.json().get("rope_parameters");
+        }
         if (rs == null || rs.isNull()) {
             return null;
         }
@@ -117,7 +123,7 @@ public final class LlamaConfig {
             return new Llama3RopeScaling(rs.get("factor").asDouble(), rs.get("low_freq_factor").asDouble(),
                     rs.get("high_freq_factor").asDouble(), rs.get("original_max_position_embeddings").asInt());
         }
-        throw new IllegalArgumentException(c.source() + ": rope_scaling " + rs
+        throw new IllegalArgumentException(c.source() + ": rope_scaling / rope_parameters " + rs
                 + " is not supported yet (only null, 'default' and 'llama3')");
     }
 

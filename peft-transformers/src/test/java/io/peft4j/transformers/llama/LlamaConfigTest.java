@@ -57,6 +57,30 @@ class LlamaConfigTest {
                 .hasMessageContaining("rope_scaling").hasMessageContaining("linear").hasMessageContaining("not supported yet");
     }
 
+    /** transformers 5 writes rope_theta and the scaling together as rope_parameters (and no rope_theta key). */
+    @Test
+    void readsTransformers5RopeParameters() throws Exception {
+        String json = "{\"model_type\": \"llama\", \"hidden_size\": 64, \"num_attention_heads\": 4, "
+                + "\"num_hidden_layers\": 2, \"intermediate_size\": 128, \"vocab_size\": 256, \"rope_parameters\": "
+                + "{\"factor\": 8.0, \"high_freq_factor\": 4.0, \"low_freq_factor\": 1.0, "
+                + "\"original_max_position_embeddings\": 8, \"rope_theta\": 500000.0, \"rope_type\": \"llama3\"}}";
+        var node = (com.fasterxml.jackson.databind.node.ObjectNode) new com.fasterxml.jackson.databind.ObjectMapper()
+                .readTree(json);
+        LlamaConfig c = LlamaConfig.of(new io.peft4j.nn.model.ModelConfig(node, "config.json"));
+        assertThat(c.ropeTheta()).isEqualTo(500000.0);
+        assertThat(c.llama3RopeScaling()).isNotNull();
+        assertThat(c.llama3RopeScaling().factor()).isEqualTo(8.0);
+        assertThat(c.llama3RopeScaling().originalMaxPositionEmbeddings()).isEqualTo(8);
+
+        node.set("rope_parameters", new com.fasterxml.jackson.databind.ObjectMapper().readTree(
+                "{\"rope_theta\": 1000000.0, \"rope_type\": \"default\"}"));
+        LlamaConfig d = LlamaConfig.of(new io.peft4j.nn.model.ModelConfig(node, "config.json"));
+        assertThat(d.ropeTheta()).isEqualTo(1000000.0);
+        assertThat(d.llama3RopeScaling()).isNull();
+        node.put("rope_theta", 10000.0); // an explicit rope_theta wins, as in transformers 4
+        assertThat(LlamaConfig.of(new io.peft4j.nn.model.ModelConfig(node, "config.json")).ropeTheta()).isEqualTo(10000.0);
+    }
+
     @Test
     void rejectsOtherModelTypes() {
         assertThatThrownBy(() -> small().modelType("gpt2").build()).hasMessageContaining("gpt2");
