@@ -100,11 +100,7 @@ class CliTest {
                 Reference.adapter("llama-lora").resolve("adapter_config.json").toString(), "--data", data.toString(),
                 "--steps", "30", "--scheduler", "constant", "--logging-steps", "1", "--lr", "1e-2", "--out", out.toString());
         assertThat(r.code()).as(r.err()).isZero();
-        Matcher m = Pattern.compile("loss=([0-9.]+)").matcher(r.out());
-        List<Double> losses = new ArrayList<>();
-        while (m.find()) {
-            losses.add(Double.parseDouble(m.group(1)));
-        }
+        List<Double> losses = losses(r.out(), "loss=([0-9.]+)");
         assertThat(losses).hasSize(30);
         assertThat(losses.get(29)).isLessThan(losses.get(0) - 0.5);
         assertThat(out.resolve("adapter_model.safetensors")).exists();
@@ -234,6 +230,16 @@ class CliTest {
         return data;
     }
 
+    /** Every first group of {@code regex} in {@code out}, as numbers (the losses a training run printed). */
+    static List<Double> losses(String out, String regex) {
+        Matcher m = Pattern.compile(regex).matcher(out);
+        List<Double> values = new ArrayList<>();
+        while (m.find()) {
+            values.add(Double.parseDouble(m.group(1)));
+        }
+        return values;
+    }
+
     private static double firstLoss(String out) {
         Matcher m = Pattern.compile("step 1/\\d+ loss=([0-9.]+)").matcher(out);
         assertThat(m.find()).as(out).isTrue();
@@ -251,11 +257,7 @@ class CliTest {
                 "--steps", "20", "--scheduler", "constant", "--logging-steps", "1", "--lr", "5e-2", "--out", out.toString());
         assertThat(r.code()).as(r.err()).isZero();
         assertThat(r.out()).contains(Reference.manifest(name).get("print_trainable_parameters").asText());
-        Matcher m = Pattern.compile("loss=([0-9.]+)").matcher(r.out());
-        List<Double> losses = new ArrayList<>();
-        while (m.find()) {
-            losses.add(Double.parseDouble(m.group(1)));
-        }
+        List<Double> losses = losses(r.out(), "loss=([0-9.]+)");
         assertThat(losses).hasSize(20);
         assertThat(losses.get(19)).isLessThan(losses.get(0));
         try (SafetensorsFile f = SafetensorsFile.open(out.resolve("adapter_model.safetensors"))) {

@@ -137,11 +137,7 @@ class EvalCompareCliTest {
                 "--eval-data", data.toString(), "--steps", "40", "--batch-size", "8", "--scheduler", "constant",
                 "--logging-steps", "1", "--lr", "1e-2", "--out", out.toString());
         assertThat(r.code()).as(r.err()).isZero();
-        Matcher lm = Pattern.compile("step \\d+/40 loss=([0-9.]+)").matcher(r.out());
-        List<Double> losses = new ArrayList<>();
-        while (lm.find()) {
-            losses.add(Double.parseDouble(lm.group(1)));
-        }
+        List<Double> losses = CliTest.losses(r.out(), "step \\d+/40 loss=([0-9.]+)");
         assertThat(losses).hasSize(40);
         assertThat(losses.get(39)).isLessThan(losses.get(0) / 2);
         Matcher em = Pattern.compile("eval step 40 eval_loss=([0-9.]+) eval_accuracy=([0-9.]+)").matcher(r.out());

@@ -361,11 +361,7 @@ class QLoraTest {
                 "--steps", "20", "--scheduler", "constant", "--logging-steps", "1", "--lr", "1e-2",
                 "--out", out.toString());
         assertThat(r.code()).as(r.err()).isZero();
-        java.util.regex.Matcher m = java.util.regex.Pattern.compile("loss=([0-9.]+)").matcher(r.out());
-        List<Double> losses = new java.util.ArrayList<>();
-        while (m.find()) {
-            losses.add(Double.parseDouble(m.group(1)));
-        }
+        List<Double> losses = CliTest.losses(r.out(), "loss=([0-9.]+)");
         assertThat(losses).hasSize(20);
         assertThat(losses.get(19)).isLessThan(losses.get(0) - 0.5);
         assertThat(out.resolve("adapter_model.safetensors")).exists();

@@ -16,8 +16,6 @@ import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -65,11 +63,7 @@ class TrainTextTest {
                 "--data", data.toString(), "--steps", "60", "--scheduler", "constant", "--logging-steps", "1", "--lr", "1e-2", "--max-length", "64",
                 "--out", out.toString());
         assertThat(r.code()).as(r.err()).isZero();
-        Matcher m = Pattern.compile("loss=([0-9.]+)").matcher(r.out());
-        List<Double> losses = new ArrayList<>();
-        while (m.find()) {
-            losses.add(Double.parseDouble(m.group(1)));
-        }
+        List<Double> losses = CliTest.losses(r.out(), "loss=([0-9.]+)");
         assertThat(losses).hasSize(60);
         // Random model: the first loss is near ln(2000) = 7.6; training must move it down.
         assertThat(losses.get(0)).isBetween(6.5, 8.5);
