@@ -61,8 +61,7 @@ final class EvalCommand implements Callable<Integer> {
         Path adapterDir = adapter == null ? null : HfModels.resolveAdapter(adapter);
         TaskType type = taskType(adapterDir, modelDir);
         try (TextTask.LazyTokenizer tok = new TextTask.LazyTokenizer(modelDir);
-             PreTrainedModel base = HfModels.fromPretrained(model, type == TaskType.SEQ_CLS ? TaskType.SEQ_CLS : null,
-                     loadIn4bit ? BitsAndBytesConfig.nf4() : null)) {
+             PreTrainedModel base = TextTask.loadModel(model, type, loadIn4bit ? BitsAndBytesConfig.nf4() : null)) {
             TextTask<Object> t = TextTask.read(type, base, tok, data, maxLength);
             Function<ModelInput, ModelOutput> forward = base::forward;
             PeftModel peft = null;

@@ -5,7 +5,6 @@ import io.peft4j.cli.train.TextTask;
 import io.peft4j.config.AdaLoraConfig;
 import io.peft4j.config.LoraConfig;
 import io.peft4j.config.PeftConfig;
-import io.peft4j.config.TaskType;
 import io.peft4j.hub.HfModels;
 import io.peft4j.nn.quant.BitsAndBytesConfig;
 import io.peft4j.model.LoraPlus;
@@ -27,7 +26,6 @@ import picocli.CommandLine.Option;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -156,8 +154,7 @@ final class TrainCommand implements Callable<Integer> {
             var json = cfg.toJsonNode();
             json.put("inference_mode", false);
             // SEQ_CLS adapters train a classification head on {text, label} rows; anything else is a causal LM.
-            boolean classify = cfg.taskType() == TaskType.SEQ_CLS;
-            try (PreTrainedModel base = HfModels.fromPretrained(model, classify ? TaskType.SEQ_CLS : null,
+            try (PreTrainedModel base = TextTask.loadModel(model, cfg.taskType(),
                     loadIn4bit ? BitsAndBytesConfig.nf4() : null)) {
                 TextTask<Object> task = TextTask.read(cfg.taskType(), base, tok, data, maxLength);
                 List<Object> rows = task.rows();
@@ -174,14 +171,7 @@ final class TrainCommand implements Callable<Integer> {
                     if (loraGaBatches <= 0) {
                         throw new IllegalArgumentException("--lora-ga-batches must be > 0, got " + loraGaBatches);
                     }
-                    List<ModelInput> batches = new ArrayList<>();
-                    for (int i = 0; i < loraGaBatches; i++) {
-                        List<Object> batch = new ArrayList<>();
-                        for (int j = 0; j < batchSize; j++) {
-                            batch.add(rows.get((i * batchSize + j) % rows.size()));
-                        }
-                        batches.add(task.batch(m, batch));
-                    }
+                    List<ModelInput> batches = task.cycledBatches(m, loraGaBatches, batchSize);
                     System.out.printf(Locale.ROOT, "LoRA-GA: estimating gradients on %d batches, one target layer per "
                             + "pass%n", loraGaBatches);
                     LoraGA.preprocess(base, (LoraConfig) trainConfig, batches);

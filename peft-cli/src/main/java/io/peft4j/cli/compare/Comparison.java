@@ -81,14 +81,14 @@ public final class Comparison {
     }
 
     /** Frees what can be freed and resets the kernel's peak-RSS mark, so the next method is measured alone. */
-    public static void startMeasurement() {
+    private static void startMeasurement() {
         System.gc();
         Bench.resetPeakRss();
     }
 
     /**
-     * Trains {@code model} (a {@link PeftModel}, or the plain model for full fine-tuning) and measures it; call
-     * {@link #startMeasurement()} before building the model.
+     * Trains {@code model} (a {@link PeftModel}, or the plain model for full fine-tuning) and measures it; run it
+     * inside {@link #attempt}, which starts the measurement before the model is built.
      *
      * @param evaluate the evaluation metrics after training (called in eval mode, no-grad is the caller's)
      * @param adapterDir where the adapter is saved (its {@code adapter_model.safetensors} is measured); ignored

@@ -102,15 +102,7 @@ public final class TextComparison {
             Function<ModelInput, ModelOutput> forward = base::forward;
             if (cfg != null) {
                 if (method == Method.LORA_GA) {
-                    List<ModelInput> batches = new ArrayList<>();
-                    for (int i = 0; i < LORA_GA_BATCHES; i++) {
-                        List<Object> batch = new ArrayList<>();
-                        for (int j = 0; j < o.batchSize(); j++) {
-                            batch.add(train.rows().get((i * o.batchSize() + j) % train.rows().size()));
-                        }
-                        batches.add(train.batch(m, batch));
-                    }
-                    LoraGA.preprocess(base, (LoraConfig) cfg, batches);
+                    LoraGA.preprocess(base, (LoraConfig) cfg, train.cycledBatches(m, LORA_GA_BATCHES, o.batchSize()));
                 }
                 PeftModel peft = PeftModel.getPeftModel(base, cfg);
                 model = peft;
@@ -146,7 +138,7 @@ public final class TextComparison {
     }
 
     private static PreTrainedModel load(Options o, TaskType task, BitsAndBytesConfig quant) throws IOException {
-        return HfModels.fromPretrained(o.model(), task == TaskType.SEQ_CLS ? TaskType.SEQ_CLS : null, quant);
+        return TextTask.loadModel(o.model(), task, quant);
     }
 
     /** {@code eval_loss} and {@code eval_perplexity} or {@code eval_accuracy}; counts left out. */

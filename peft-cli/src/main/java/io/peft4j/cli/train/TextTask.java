@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import io.peft4j.config.TaskType;
+import io.peft4j.hub.HfModels;
 import io.peft4j.hub.HfTokenizer;
 import io.peft4j.nn.NoGrad;
 import io.peft4j.nn.data.CausalLmExample;
@@ -13,11 +14,13 @@ import io.peft4j.nn.data.Tokenizer;
 import io.peft4j.nn.model.ModelInput;
 import io.peft4j.nn.model.ModelOutput;
 import io.peft4j.nn.model.PreTrainedModel;
+import io.peft4j.nn.quant.BitsAndBytesConfig;
 import io.peft4j.transformers.ClassifierHead;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -109,6 +112,31 @@ public final class TextTask<E> {
     public ModelInput batch(NDManager m, List<E> batch) {
         return type == TaskType.SEQ_CLS ? Datasets.classificationBatch(m, (List<ClassificationExample>) batch, padId)
                 : Datasets.causalLmBatch(m, (List<CausalLmExample>) batch, padId);
+    }
+
+    /**
+     * The first {@code n} batches of {@code batchSize} rows, going round the rows again when there are too few (the
+     * batches LoRA-GA estimates its gradients on).
+     */
+    public List<ModelInput> cycledBatches(NDManager m, int n, int batchSize) {
+        List<ModelInput> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            List<E> batch = new ArrayList<>();
+            for (int j = 0; j < batchSize; j++) {
+                batch.add(rows.get((i * batchSize + j) % rows.size()));
+            }
+            out.add(batch(m, batch));
+        }
+        return out;
+    }
+
+    /**
+     * The model for rows of {@code type}: with the classification head for SEQ_CLS, else as its {@code architectures}
+     * say; quantised to 4 bits when {@code quant} is given.
+     */
+    public static PreTrainedModel loadModel(String dirOrRepoId, TaskType type, BitsAndBytesConfig quant)
+            throws IOException {
+        return HfModels.fromPretrained(dirOrRepoId, type == TaskType.SEQ_CLS ? TaskType.SEQ_CLS : null, quant);
     }
 
     /** Tokens in a batch (before padding), for tokens per second. */
