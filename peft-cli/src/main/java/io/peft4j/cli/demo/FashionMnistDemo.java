@@ -166,14 +166,11 @@ public final class FashionMnistDemo {
             // 1. Pre-train every parameter on the whole training set.
             long t = System.nanoTime();
             Pretraining pre = pretrain(mlp, manager, train, opts.pretrainEpochs(), 0, rng);
-            int steps = pre.steps();
-            int recent = pre.recentBatches();
-            double recentLoss = pre.recentLoss() * recent;
             out.printf(Locale.ROOT, "1. Pre-train    %d epoch%s, %,d batches of %d, Adam lr %s, all %,d params%n",
-                    opts.pretrainEpochs(), opts.pretrainEpochs() == 1 ? "" : "s", steps, BATCH, LR_TEXT,
+                    opts.pretrainEpochs(), opts.pretrainEpochs() == 1 ? "" : "s", pre.steps(), BATCH, LR_TEXT,
                     mlp.numParameters());
-            out.printf(Locale.ROOT, "                %.1f s; mean loss of the last %d batches %.3f%n", secs(t), recent,
-                    recent == 0 ? Double.NaN : recentLoss / recent);
+            out.printf(Locale.ROOT, "                %.1f s; mean loss of the last %d batches %.3f%n", secs(t),
+                    pre.recentBatches(), pre.recentLoss());
 
             // 2. Evaluate and pick the worst class.
             int[] perClass = countPerClass(test);
@@ -264,7 +261,6 @@ public final class FashionMnistDemo {
                                 int maxBatches, Random rng) {
         AdamW adam = AdamW.builder().lr(LR).build();
         List<Param> all = new ArrayList<>(mlp.namedParameters().values());
-        int steps = 0;
         double recentLoss = 0;
         int recent = 0;
         int batchesPerEpoch = (train.size() + BATCH - 1) / BATCH;
@@ -277,13 +273,12 @@ public final class FashionMnistDemo {
             }
             int[] idx = slice(order, b * BATCH, Math.min(train.size(), (b + 1) * BATCH));
             float loss = trainStep(mlp::forward, manager, train, idx, adam, all);
-            steps++;
             if (step >= total - 100) {
                 recentLoss += loss;
                 recent++;
             }
         }
-        return new Pretraining(steps, recent, recent == 0 ? Double.NaN : recentLoss / recent);
+        return new Pretraining(total, recent, recent == 0 ? Double.NaN : recentLoss / recent);
     }
 
     /**
@@ -301,8 +296,12 @@ public final class FashionMnistDemo {
     private static float trainStep(UnaryOperator<NDArray> forward, NDManager manager, FashionMnist.Split split,
             int[] idx, AdamW optimizer, List<Param> params) {
         // The batch is built inside TrainStep's scope so its arrays are freed with the step's intermediates.
-        return TrainStep.run(() -> F.crossEntropy(forward.apply(images(manager, split, idx)),
-                manager.create(labels(split, idx)), -100), optimizer, params).loss();
+        return TrainStep.run(() -> loss(forward, manager, split, idx), optimizer, params).loss();
+    }
+
+    /** Cross-entropy of {@code forward} on the images {@code idx} of {@code split} against their labels. */
+    static NDArray loss(UnaryOperator<NDArray> forward, NDManager manager, FashionMnist.Split split, int[] idx) {
+        return F.crossEntropy(forward.apply(images(manager, split, idx)), manager.create(labels(split, idx)), -100);
     }
 
     /** Per-class error counts of {@code forward} on {@code split}, without autograd and with flat memory. */

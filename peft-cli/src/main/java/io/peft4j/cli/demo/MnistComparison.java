@@ -134,8 +134,7 @@ public final class MnistComparison {
                 .maxSteps(o.steps()).batchSize(FashionMnistDemo.BATCH).loggingSteps(1).seed(o.seed()).maxGradNorm(0)
                 .build();
         return Comparison.run(method.cliName(), method.settings(settings), model, args, rows,
-                batch -> F.crossEntropy(fwd.apply(FashionMnistDemo.images(m, train, ints(batch))),
-                        m.create(FashionMnistDemo.labels(train, ints(batch))), -100),
+                batch -> FashionMnistDemo.loss(fwd, m, train, ints(batch)),
                 batch -> (long) batch.size() * FashionMnist.PIXELS,
                 () -> metrics(fwd, m, test, testOfClass), adapterDir, out);
     }
@@ -147,8 +146,7 @@ public final class MnistComparison {
         for (int i = 0; i < idx.length; i++) {
             idx[i] = rows.get((from + i) % rows.size());
         }
-        return F.crossEntropy(forward.apply(FashionMnistDemo.images(m, split, idx)),
-                m.create(FashionMnistDemo.labels(split, idx)), -100);
+        return FashionMnistDemo.loss(forward, m, split, idx);
     }
 
     private static Map<String, Double> metrics(UnaryOperator<NDArray> forward, NDManager m, FashionMnist.Split test,
