@@ -4,6 +4,9 @@ import io.peft4j.cli.bench.Bench;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
 @Command(name = "bench", description = "Benchmark base/LoRA/full fine-tuning steps, inference and greedy generation "
@@ -24,12 +27,20 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--warmup", defaultValue = "3", description = "untimed warm-up steps (default ${DEFAULT-VALUE})")
     int warmup;
 
+    @Option(names = "--profile", paramLabel = "DIR", description = "write libtorch's profiler trace of each forward and "
+            + "train measurement's timed steps to DIR (Chrome trace JSON: per-op times and shapes; slows those steps)")
+    Path profile;
+
     @Override
-    public Integer call() {
+    public Integer call() throws IOException {
         if (threads != null && threads < 1) {
             throw new IllegalArgumentException("--threads must be >= 1");
         }
-        Bench.run(new Bench.Options().only(only).threads(threads).steps(steps).warmup(warmup), System.out);
+        if (profile != null) {
+            Files.createDirectories(profile);
+        }
+        Bench.run(new Bench.Options().only(only).threads(threads).steps(steps).warmup(warmup).profileDir(profile),
+                System.out);
         return 0;
     }
 

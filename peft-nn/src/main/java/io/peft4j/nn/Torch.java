@@ -3,6 +3,11 @@ package io.peft4j.nn;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDManager;
 
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.stream.Stream;
+
 /**
  * Process-wide entry point to the PyTorch engine.
  *
@@ -55,5 +60,20 @@ public final class Torch {
     public static int threads() {
         engine();
         return Integer.parseInt(System.getProperty("ai.djl.pytorch.num_threads"));
+    }
+
+    /** File name of the library the {@code peft} launcher preloads on AMD CPUs with AVX-512 (README: "MKL on AMD CPUs"). */
+    public static final String MKL_DISPATCH_LIBRARY = "libpeft4j_mkl_dispatch.so";
+
+    /**
+     * Whether this process runs with {@link #MKL_DISPATCH_LIBRARY} preloaded, so that libtorch's MKL picks its
+     * AVX-512 GEMM kernels on an AMD CPU. False where {@code /proc/self/maps} cannot be read.
+     */
+    public static boolean mklDispatchPreloaded() {
+        try (Stream<String> maps = Files.lines(Path.of("/proc/self/maps"))) {
+            return maps.anyMatch(l -> l.endsWith("/" + MKL_DISPATCH_LIBRARY));
+        } catch (IOException | RuntimeException e) {
+            return false;
+        }
     }
 }

@@ -149,6 +149,11 @@ public final class Bench {
         public Integer interopThreads;
         public int steps = 10;
         public int warmup = 3;
+        /**
+         * Where to write libtorch's profiler trace of each forward/train measurement's timed steps (Chrome trace
+         * JSON, per-op times and shapes); null profiles nothing. The profiler slows the steps it records.
+         */
+        public Path profileDir;
         public int hidden = 512;
         public int layers = 4;
         public int heads = 8;
@@ -179,6 +184,11 @@ public final class Bench {
 
         public Options steps(int v) {
             steps = v;
+            return this;
+        }
+
+        public Options profileDir(Path v) {
+            profileDir = v;
             return this;
         }
 
@@ -267,6 +277,7 @@ public final class Bench {
                 + " OMP_WAIT_POLICY=" + (omp == null ? "unset" : omp)
                 + " MALLOC_TRIM_THRESHOLD_=" + envOr("MALLOC_TRIM_THRESHOLD_", "unset")
                 + " MALLOC_MMAP_THRESHOLD_=" + envOr("MALLOC_MMAP_THRESHOLD_", "unset")
+                + " mkl_amd_avx512=" + (Torch.mklDispatchPreloaded() ? "on" : "off")
                 + " cpus=" + Runtime.getRuntime().availableProcessors()
                 + " java=" + System.getProperty("java.version")
                 + " torch=" + engine.getVersion());
@@ -374,17 +385,17 @@ public final class Bench {
         Arch arch = arch(fullName);
         String name = baseMeasurement(fullName);
         return switch (name) {
-            case BASE_FORWARD -> forward(opts, Variant.BASE, arch);
-            case LORA_QV_TRAIN -> train(opts, Variant.LORA_QV, arch);
-            case LORA_ALL_LINEAR_TRAIN -> train(opts, Variant.LORA_ALL_LINEAR, arch);
-            case FULL_FT_TRAIN -> train(opts, Variant.FULL, arch);
-            case LORA_UNMERGED_FORWARD -> forward(opts, Variant.LORA_QV, arch);
-            case LORA_MERGED_FORWARD -> forward(opts, Variant.LORA_QV_MERGED, arch);
-            case DORA_QV_TRAIN -> train(opts, Variant.DORA_QV, arch);
-            case DORA_UNMERGED_FORWARD -> forward(opts, Variant.DORA_QV, arch);
-            case ADALORA_QV_TRAIN -> train(opts, Variant.ADALORA_QV, arch);
-            case QLORA_TRAIN -> train(opts, Variant.QLORA_QV, arch);
-            case QLORA_FORWARD -> forward(opts, Variant.QLORA_QV, arch);
+            case BASE_FORWARD -> forward(opts, fullName, Variant.BASE, arch);
+            case LORA_QV_TRAIN -> train(opts, fullName, Variant.LORA_QV, arch);
+            case LORA_ALL_LINEAR_TRAIN -> train(opts, fullName, Variant.LORA_ALL_LINEAR, arch);
+            case FULL_FT_TRAIN -> train(opts, fullName, Variant.FULL, arch);
+            case LORA_UNMERGED_FORWARD -> forward(opts, fullName, Variant.LORA_QV, arch);
+            case LORA_MERGED_FORWARD -> forward(opts, fullName, Variant.LORA_QV_MERGED, arch);
+            case DORA_QV_TRAIN -> train(opts, fullName, Variant.DORA_QV, arch);
+            case DORA_UNMERGED_FORWARD -> forward(opts, fullName, Variant.DORA_QV, arch);
+            case ADALORA_QV_TRAIN -> train(opts, fullName, Variant.ADALORA_QV, arch);
+            case QLORA_TRAIN -> train(opts, fullName, Variant.QLORA_QV, arch);
+            case QLORA_FORWARD -> forward(opts, fullName, Variant.QLORA_QV, arch);
             case GENERATE_CACHED -> generate(opts, true);
             case GENERATE_UNCACHED -> generate(opts, false);
             default -> throw new IllegalStateException(fullName);
@@ -424,7 +435,7 @@ public final class Bench {
         }
     }
 
-    private static Timings forward(Options opts, Variant v, Arch arch) {
+    private static Timings forward(Options opts, String name, Variant v, Arch arch) {
         try (NDManager nd = Torch.newManager()) {
             Torch.manualSeed(SEED);
             Built b = build(nd, opts, v, arch);
@@ -435,6 +446,9 @@ public final class Bench {
             double[] total = new double[opts.steps];
             try (NoGrad ignored = NoGrad.enter()) {
                 for (int i = -opts.warmup; i < opts.steps; i++) {
+                    if (i == 0) {
+                        startProfile(opts);
+                    }
                     long t0 = System.nanoTime();
                     try (NDScope scope = new NDScope()) {
                         scope.suppressNotUsedWarning();
@@ -445,11 +459,25 @@ public final class Bench {
                     }
                 }
             }
+            stopProfile(opts, name);
             return new Timings(opts, total, null, null, null, b);
         }
     }
 
-    private static Timings train(Options opts, Variant v, Arch arch) {
+    private static void startProfile(Options opts) {
+        if (opts.profileDir != null) {
+            JniUtils.startProfile(false, true, false);
+        }
+    }
+
+    /** Writes libtorch's profile of the timed steps as {@code <measurement>.trace.json}. */
+    private static void stopProfile(Options opts, String measurement) {
+        if (opts.profileDir != null) {
+            JniUtils.stopProfile(opts.profileDir.resolve(measurement + ".trace.json").toString());
+        }
+    }
+
+    private static Timings train(Options opts, String name, Variant v, Arch arch) {
         try (NDManager nd = Torch.newManager()) {
             Torch.manualSeed(SEED);
             Built b = build(nd, opts, v, arch);
@@ -482,6 +510,9 @@ public final class Bench {
                         return params.size();
                     }
                 };
+                if (i == 0) {
+                    startProfile(opts);
+                }
                 long t0 = System.nanoTime();
                 int globalStep = i + opts.warmup;
                 // AdaLoRA's rank budget runs after each update (its time counts in opt_ms).
@@ -504,6 +535,7 @@ public final class Bench {
                     optMs[i] = (t3 - marks[1]) / 1e6;
                 }
             }
+            stopProfile(opts, name);
             return new Timings(opts, total, fwd, bwd, optMs, b);
         }
     }

@@ -69,6 +69,25 @@ class BenchTest {
     }
 
     @Test
+    void profileWritesATraceOfTheTimedStepsPerMeasurement(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws Exception {
+        run(tiny().only("base-forward,lora-qv-train").profileDir(dir), new java.util.ArrayList<>());
+        for (String name : List.of("base-forward", "lora-qv-train")) {
+            com.fasterxml.jackson.databind.JsonNode trace = new com.fasterxml.jackson.databind.ObjectMapper()
+                    .readTree(dir.resolve(name + ".trace.json").toFile());
+            java.util.Map<String, Integer> ops = new java.util.HashMap<>();
+            // libtorch writes the Chrome trace as a bare array of events.
+            assertThat(trace.isArray()).as(name).isTrue();
+            for (com.fasterxml.jackson.databind.JsonNode e : trace) {
+                ops.merge(e.path("name").asText(), 1, Integer::sum);
+            }
+            // tiny(): 2 timed steps of a 1-layer LLaMA, whose forward runs 7 linears + lm_head (+ LoRA's).
+            assertThat(ops.getOrDefault("aten::mm", 0)).as(name).isGreaterThanOrEqualTo(2 * 8);
+            assertThat(ops.containsKey("aten::_log_softmax_backward_data")).as(name).isEqualTo(name.endsWith("train"));
+        }
+    }
+
+    @Test
     void onlySelectsOneMeasurement() {
         List<Bench.Measurement> ms = new java.util.ArrayList<>();
         List<String> results = run(tiny().only("lora-qv-train"), ms).stream()
