@@ -5,11 +5,9 @@ import io.peft4j.nn.safetensors.SafetensorsFile;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
@@ -38,16 +36,21 @@ class MklDispatchTest {
         assertThat(build.waitFor()).as(buildLog).isZero();
 
         Path out = tmp.resolve("logits.safetensors");
-        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+        Path childLog = tmp.resolve("child.log");
+        ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "-cp", System.getProperty("java.class.path"), MklDispatchProbe.class.getName(),
                 "logits", "--model", Reference.model("llama").toString(),
                 "--adapter", Reference.adapter("llama-lora").toString(),
-                "--input", Reference.root().resolve("inputs.json").toString(), "--out", out.toString()));
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
+                "--input", Reference.root().resolve("inputs.json").toString(), "--out", out.toString())
+                .redirectErrorStream(true).redirectOutput(childLog.toFile());
         pb.environment().put("LD_PRELOAD", so.toString());
         Process child = pb.start();
-        String log = new String(child.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertThat(child.waitFor(5, TimeUnit.MINUTES)).as(log).isTrue();
+        boolean done = child.waitFor(5, TimeUnit.MINUTES);
+        if (!done) {
+            child.destroyForcibly();
+        }
+        String log = Files.readString(childLog);
+        assertThat(done).as(log).isTrue();
         assertThat(child.exitValue()).as(log).isZero();
 
         assertThat(log).as("the child JVM maps the library").contains("preloaded=true");
@@ -67,7 +70,7 @@ class MklDispatchTest {
         assertThat(MklDispatchProbe.gemmError(64, 128, 96)).isLessThan(2e-6);
     }
 
-    private static Optional<Path> compiler() throws IOException {
+    private static Optional<Path> compiler() {
         String path = System.getenv("PATH");
         if (path == null) {
             return Optional.empty();

@@ -3,14 +3,22 @@ package io.peft4j.cli.bench;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.regex.Pattern;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 class BenchTest {
     private static final Pattern LINE =
@@ -69,16 +77,14 @@ class BenchTest {
     }
 
     @Test
-    void profileWritesATraceOfTheTimedStepsPerMeasurement(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
-            throws Exception {
-        run(tiny().only("base-forward,lora-qv-train").profileDir(dir), new java.util.ArrayList<>());
+    void profileWritesATraceOfTheTimedStepsPerMeasurement(@TempDir Path dir) throws Exception {
+        run(tiny().only("base-forward,lora-qv-train").profileDir(dir), new ArrayList<>());
         for (String name : List.of("base-forward", "lora-qv-train")) {
-            com.fasterxml.jackson.databind.JsonNode trace = new com.fasterxml.jackson.databind.ObjectMapper()
-                    .readTree(dir.resolve(name + ".trace.json").toFile());
-            java.util.Map<String, Integer> ops = new java.util.HashMap<>();
+            JsonNode trace = new ObjectMapper().readTree(dir.resolve(name + ".trace.json").toFile());
+            Map<String, Integer> ops = new HashMap<>();
             // libtorch writes the Chrome trace as a bare array of events.
             assertThat(trace.isArray()).as(name).isTrue();
-            for (com.fasterxml.jackson.databind.JsonNode e : trace) {
+            for (JsonNode e : trace) {
                 ops.merge(e.path("name").asText(), 1, Integer::sum);
             }
             // tiny(): 2 timed steps of a 1-layer LLaMA, whose forward runs 7 linears + lm_head (+ LoRA's).
